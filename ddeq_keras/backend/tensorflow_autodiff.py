@@ -1,0 +1,39 @@
+"""TensorFlow implementation of the autodiff interface (see `ddeq_keras.backend`)."""
+
+import tensorflow as tf
+
+
+def value_and_grad(fn, x, has_aux=False, higher_order=False):
+    # Any enclosing GradientTape that watches tensors used here records this
+    # computation as well, so higher-order gradients need no special handling.
+    del higher_order
+    x = tf.convert_to_tensor(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        out = fn(x)
+        value = out[0] if has_aux else out
+    grad = tape.gradient(value, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    return out, grad
+
+
+def vjp(fn, primals, cotangent):
+    primals = [tf.convert_to_tensor(p) for p in primals]
+    with tf.GradientTape() as tape:
+        for p in primals:
+            if p.dtype.is_floating:
+                tape.watch(p)
+        out = fn(*primals)
+    sources = [p for p in primals if p.dtype.is_floating]
+    grads = tape.gradient(
+        out,
+        sources,
+        output_gradients=tf.cast(cotangent, out.dtype),
+        unconnected_gradients=tf.UnconnectedGradients.ZERO,
+    )
+    grads = iter(grads)
+    return out, [next(grads) if p.dtype.is_floating else tf.zeros_like(p) for p in primals]
+
+
+def is_concrete(x):
+    # Inside tf.function / XLA every tensor is symbolic.
+    return tf.executing_eagerly() and hasattr(x, "numpy")

@@ -1,0 +1,171 @@
+"""Affine coupling embedding of low-dimensional points into the latent space."""
+
+import keras
+from keras import ops
+
+from ddeq_keras.layers.feedforward import _clone_initializer, _serialize
+
+
+@keras.saving.register_keras_serializable(package="ddeq_keras")
+class AffineCouplingEmbedding(keras.layers.Layer):
+    """Zero-pads points to ``latent_dim`` and applies one affine coupling layer.
+
+    Used by DDEQ point-cloud completion to move 2-D points into the 128-D
+    latent space. With ``z = [z1, z2]`` split at ``latent_dim // 2`` (64/64)::
+
+        y1 = z1
+        y2 = z2 * exp(s(z1)) + t(z1)
+
+    where ``s`` and ``t`` are ``Dense(hidden) -> act -> Dense(latent - half)``
+    (64 -> 64 -> 64: 2 x 8,320 = 16,640 parameters for 128 latent dims, the
+    method's count). The points occupy the first coordinates of ``z1``, which
+    the coupling leaves unchanged: `project` (the first ``point_dim``
+    coordinates) therefore recovers the points exactly, and equals
+    ``inverse(y)[..., :point_dim]``. The model's output cloud is
+    ``project(z*)``, the first two coordinates of the equilibrium.
+
+    Choice of the scale: by default ``s(z1)`` enters ``exp`` unbounded, as in
+    the method's formula (note that for embedded points ``z2 = 0``, so the
+    scale has no effect on the embedding itself, only on `couple`/`inverse`
+    of general latents). ``scale_activation="tanh"`` bounds it without adding
+    parameters.
+
+    Args:
+        latent_dim: latent width (128).
+        hidden_units: hidden width of ``s`` and ``t``; None uses
+            ``latent_dim // 2``.
+        activation: hidden activation of ``s`` and ``t``.
+        scale_activation: optional activation on ``s`` (e.g. ``"tanh"``).
+        kernel_initializer: initializer of the kernels.
+        bias_initializer: initializer of the biases.
+        **kwargs: base `keras.layers.Layer` arguments.
+
+    Call arguments:
+        inputs: points ``(batch, n, point_dim)`` with
+            ``point_dim <= latent_dim // 2``.
+        mask: boolean ``(batch, n)``; padded rows of the output are set to 0.
+
+    Example:
+    >>> emb = AffineCouplingEmbedding(latent_dim=128)
+    >>> pts = keras.random.normal((2, 100, 2))
+    >>> z = emb(pts)                 # (2, 100, 128)
+    >>> back = emb.project(z)        # == pts
+    """
+
+    def __init__(
+        self,
+        latent_dim=128,
+        hidden_units=None,
+        activation="relu",
+        scale_activation=None,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.latent_dim = int(latent_dim)
+        self.hidden_units = None if hidden_units is None else int(hidden_units)
+        self.activation = keras.activations.get(activation)
+        self.scale_activation = (
+            None if scale_activation is None else keras.activations.get(scale_activation)
+        )
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.supports_masking = True
+        self.split = self.latent_dim // 2
+        hidden = self.hidden_units or self.split
+        self.scale_hidden = self._dense(hidden, self.activation, "scale_hidden")
+        self.scale_output = self._dense(self.latent_dim - self.split, None, "scale_output")
+        self.shift_hidden = self._dense(hidden, self.activation, "shift_hidden")
+        self.shift_output = self._dense(self.latent_dim - self.split, None, "shift_output")
+
+    def _dense(self, units, activation, name):
+        return keras.layers.Dense(
+            units,
+            activation=activation,
+            kernel_initializer=_clone_initializer(self.kernel_initializer),
+            bias_initializer=_clone_initializer(self.bias_initializer),
+            dtype=self.dtype_policy,
+            name=name,
+        )
+
+    def build(self, input_shape):
+        input_shape = tuple(input_shape)
+        self.point_dim = input_shape[-1]
+        if self.point_dim > self.split:
+            raise ValueError(
+                f"point_dim ({self.point_dim}) must be at most latent_dim // 2 "
+                f"({self.split})."
+            )
+        half = input_shape[:-1] + (self.split,)
+        hidden = input_shape[:-1] + (self.hidden_units or self.split,)
+        for first, second in (
+            (self.scale_hidden, self.scale_output),
+            (self.shift_hidden, self.shift_output),
+        ):
+            first.build(half)
+            second.build(hidden)
+
+    def _scale_shift(self, z1):
+        s = self.scale_output(self.scale_hidden(z1))
+        if self.scale_activation is not None:
+            s = self.scale_activation(s)
+        t = self.shift_output(self.shift_hidden(z1))
+        return s, t
+
+    def pad(self, points):
+        """Zero-pads ``(..., point_dim)`` points to ``(..., latent_dim)``."""
+        widths = [[0, 0]] * (len(points.shape) - 1)
+        return ops.pad(points, widths + [[0, self.latent_dim - points.shape[-1]]])
+
+    def couple(self, z):
+        """The forward coupling on latents ``(..., latent_dim)``."""
+        z = ops.convert_to_tensor(z)
+        z1, z2 = z[..., : self.split], z[..., self.split :]
+        s, t = self._scale_shift(z1)
+        return ops.concatenate([z1, z2 * ops.exp(s) + t], axis=-1)
+
+    def inverse(self, y):
+        """Inverts `couple`: ``z2 = (y2 - t(y1)) * exp(-s(y1))``."""
+        y = ops.convert_to_tensor(y)
+        y1, y2 = y[..., : self.split], y[..., self.split :]
+        s, t = self._scale_shift(y1)
+        return ops.concatenate([y1, (y2 - t) * ops.exp(-s)], axis=-1)
+
+    def project(self, z, point_dim=None):
+        """The first ``point_dim`` coordinates of latents (the output cloud).
+
+        ``point_dim`` defaults to the width of the points the layer was built
+        with.
+        """
+        z = ops.convert_to_tensor(z)
+        return z[..., : (point_dim or self.point_dim)]
+
+    def call(self, inputs, mask=None):
+        y = self.couple(self.pad(inputs))
+        if mask is not None:
+            keep = ops.expand_dims(ops.cast(mask, "bool"), -1)
+            y = ops.where(keep, y, ops.zeros_like(y))
+        return y
+
+    def compute_mask(self, inputs, mask=None):
+        return mask
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)[:-1] + (self.latent_dim,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "latent_dim": self.latent_dim,
+                "hidden_units": self.hidden_units,
+                "activation": keras.activations.serialize(self.activation),
+                "scale_activation": None
+                if self.scale_activation is None
+                else keras.activations.serialize(self.scale_activation),
+                "kernel_initializer": _serialize(self.kernel_initializer),
+                "bias_initializer": _serialize(self.bias_initializer),
+            }
+        )
+        return config

@@ -1,0 +1,236 @@
+"""`GradientFlowEquilibrium`: a layer whose output is the equilibrium of a map
+in the space of measures, found by a Wasserstein gradient flow."""
+
+import keras
+from keras import ops
+
+from ddeq_keras import backend
+from ddeq_keras.solvers import ADJOINTS, FlowProblem, get_solver
+from ddeq_keras.validation import validate_flow_inputs
+
+
+@keras.saving.register_keras_serializable(package="ddeq_keras")
+class GradientFlowEquilibrium(keras.layers.Layer):
+    """Solves ``Q* = f(Q*, P)`` for a measure of particles by an MMD gradient flow.
+
+    The particles ``z`` (``(batch, n, d)``) represent the uniform measure ``Q``;
+    the flow minimises ``F(z) = 1/2 MMD^2(z, f(z, context))`` (Riesz kernel)
+    with the solver (default: explicit Euler, the authors' method). The map
+    ``f`` is a Keras layer called as ``f(z, context, mask=mask)``: it must be
+    permutation-equivariant in ``z`` and must not draw random numbers (draw
+    dropout masks once outside and pass them in ``context``, so the fixed
+    point is well defined and the call is pure under ``jit``).
+
+    Gradients, chosen by ``backward``:
+    - ``"phantom"`` (default, the authors'): ``phantom_steps`` damped steps
+      ``z <- (1 - tau) z + tau f(z)`` from ``stop_gradient(z*)``; in training
+      the output is that (``f(stop_gradient(z*))`` for ``k = 1, tau = 1``).
+    - ``"implicit"``: output ``z*`` with a custom gradient that solves the
+      adjoint equation of ``z* = f(z*)`` with vector-Jacobian products (see
+      `ImplicitAdjoint` for why this equation); memory does not grow with the
+      number of flow steps.
+    - ``"unrolled"``: backpropagation through every flow step (for tests and
+      small problems).
+    In inference (``training`` falsy) the output is ``z*``.
+
+    Particles with ``frozen_mask`` True never move and ``f`` is taken to copy
+    them through unchanged; particles with ``mask`` False are padding and
+    never influence the valid ones.
+
+    Args:
+        map_layer: the map ``f``, a Keras layer.
+        solver: solver name (``"euler"``).
+        eta: step size of the flow.
+        max_steps: most flow steps.
+        tol: tolerance of the stopping rule.
+        stopping: ``"rel"`` (``MMD^2_k <= tol MMD^2_0``) or ``"abs"``.
+        check_every: steps between checks of the stopping rule.
+        per_sample: each sample stops on its own (default), or the whole
+            batch stops by its mean MMD (the authors' rule).
+        backward: ``"phantom"``, ``"implicit"`` or ``"unrolled"``.
+        phantom_steps, phantom_damping: ``k`` and ``tau`` of the phantom
+            gradient.
+        implicit_max_steps, implicit_tol: the adjoint fixed-point iteration.
+        kernel: ``"riesz"`` (the method's, ``-||a - b||``) or ``"gaussian"``
+            (bandwidth 1; smooth at the equilibrium, so fixed-step Euler
+            converges to it linearly where the Riesz flow plateaus at an
+            ``O(eta)`` distance).
+        return_stats: also return the solver statistics (a dict of ``(batch,)``
+            tensors: ``num_steps``, ``mmd_initial``, ``mmd_final``,
+            ``converged``).
+        **kwargs: base `keras.layers.Layer` arguments.
+
+    Call arguments:
+        z0: initial particles, ``(batch, n, d)``.
+        context: anything ``f`` needs besides ``z`` (a tensor, a dict or list of
+            tensors, or None), passed to ``f`` unchanged.
+        mask: boolean ``(batch, n)``, False for padding particles.
+        frozen_mask: boolean ``(batch, n)``, True for particles that stay put.
+        training: Python bool or None.
+
+    Example:
+    >>> class Contraction(keras.layers.Layer):
+    ...     def call(self, z, context, mask=None):
+    ...         return 0.5 * z + context
+    >>> layer = GradientFlowEquilibrium(Contraction(), max_steps=100, return_stats=True)
+    >>> z_star, stats = layer(keras.random.normal((4, 10, 2)), ops.ones((4, 1, 2)))
+    """
+
+    def __init__(
+        self,
+        map_layer,
+        solver="euler",
+        eta=5.0,
+        max_steps=200,
+        tol=1e-4,
+        stopping="rel",
+        check_every=1,
+        per_sample=True,
+        backward="phantom",
+        phantom_steps=1,
+        phantom_damping=1.0,
+        implicit_max_steps=100,
+        implicit_tol=1e-6,
+        return_stats=False,
+        kernel="riesz",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not isinstance(map_layer, keras.layers.Layer):
+            raise ValueError(
+                f"`map_layer` must be a keras.layers.Layer; got {type(map_layer).__name__}."
+            )
+        if backward not in ADJOINTS:
+            raise ValueError(
+                f"`backward` must be one of {sorted(ADJOINTS)}; got backward={backward!r}."
+            )
+        self.map_layer = map_layer
+        self.solver_name = solver
+        self.solver = get_solver(
+            solver, eta=eta, max_steps=max_steps, tol=tol, stopping=stopping,
+            check_every=check_every, per_sample=per_sample,
+        )
+        self.backward = backward
+        self.phantom_steps = phantom_steps
+        self.phantom_damping = phantom_damping
+        self.implicit_max_steps = implicit_max_steps
+        self.implicit_tol = implicit_tol
+        if backward == "phantom":
+            self.adjoint = ADJOINTS[backward](phantom_steps, phantom_damping)
+        elif backward == "implicit":
+            self.adjoint = ADJOINTS[backward](implicit_max_steps, implicit_tol)
+        else:
+            self.adjoint = ADJOINTS[backward]()
+        self.return_stats = return_stats
+        # The output particles are padded exactly like the input ones.
+        self.supports_masking = True
+        if kernel not in ("riesz", "gaussian"):
+            raise ValueError(f"`kernel` must be 'riesz' or 'gaussian'; got kernel={kernel!r}.")
+        self.kernel = kernel
+
+    def build(self, z0_shape, context_shape=None, mask_shape=None, frozen_mask_shape=None):
+        if not self.map_layer.built:
+            # A symbolic call builds the map (and any sub-layers) once.
+            z = keras.KerasTensor(z0_shape)
+            context = keras.tree.map_shape_structure(
+                lambda s: keras.KerasTensor(s), context_shape
+            ) if context_shape is not None else None
+            mask = keras.KerasTensor(mask_shape, dtype="bool") if mask_shape else None
+            self.map_layer(z, context, mask=mask)
+        self._particle_dim = z0_shape[-1]
+        self.built = True
+
+    # The pure map the solver and the adjoints see: weights and context are
+    # explicit inputs so gradients can reach them through custom gradients.
+    def _image_fn(self, problem_masks, context_tree):
+        trainable = self.map_layer.trainable_variables
+        non_trainable = [v.value for v in self.map_layer.non_trainable_variables]
+        n_ctx = len(keras.tree.flatten(context_tree)) if context_tree is not None else 0
+        mask, frozen = problem_masks
+
+        def f(z, leaves):
+            ctx_leaves, weights = leaves[:n_ctx], leaves[n_ctx:]
+            context = (
+                keras.tree.pack_sequence_as(context_tree, ctx_leaves)
+                if context_tree is not None else None
+            )
+            out, _ = self.map_layer.stateless_call(
+                list(weights), non_trainable, z, context, mask=mask
+            )
+            return out
+
+        def image(z, z0, leaves):
+            movable = FlowProblem(None, mask, frozen).movable(z)
+            return ops.where(movable, f(z, leaves), z0)
+
+        def leaves_of(context, stop):
+            ctx = keras.tree.flatten(context) if context is not None else []
+            ws = [ops.stop_gradient(v) if stop else ops.copy(v) for v in trainable]
+            if stop:
+                ctx = [ops.stop_gradient(c) for c in ctx]
+            return list(ctx) + ws
+
+        return f, image, leaves_of
+
+    def call(self, z0, context=None, mask=None, frozen_mask=None, training=None):
+        validate_flow_inputs(
+            z0, mask, frozen_mask, context, expected_dim=getattr(self, "_particle_dim", None)
+        )
+        z0 = ops.cast(z0, self.compute_dtype)
+        f, image, leaves_of = self._image_fn((mask, frozen_mask), context)
+        unroll = getattr(self.adjoint, "unroll", False)
+
+        # The solve sees stopped weights and context: nothing of the flow is
+        # recorded for the backward pass (flat memory in the number of steps),
+        # except for the unrolled adjoint, which differentiates every step.
+        solve_leaves = leaves_of(context, stop=not unroll)
+        problem = FlowProblem(lambda z: f(z, solve_leaves), mask, frozen_mask, self.kernel)
+        start = z0 if unroll else ops.stop_gradient(z0)
+        solution = self.solver.solve(problem, start, unroll=unroll)
+
+        if training or self.backward != "phantom":
+            out = self.adjoint(image, solution.value, z0, leaves_of(context, stop=False))
+        else:
+            out = solution.value
+        if self.return_stats:
+            return out, solution.stats()
+        return out
+
+    def compute_mask(self, z0, mask=None):
+        return (mask, None) if self.return_stats else mask
+
+    def compute_output_spec(self, z0, context=None, mask=None, frozen_mask=None, training=None):
+        out = keras.KerasTensor(z0.shape, dtype=self.compute_dtype)
+        if not self.return_stats:
+            return out
+        batch = (z0.shape[0],)
+        return out, {
+            "num_steps": keras.KerasTensor(batch, dtype="int32"),
+            "mmd_initial": keras.KerasTensor(batch, dtype=self.compute_dtype),
+            "mmd_final": keras.KerasTensor(batch, dtype=self.compute_dtype),
+            "converged": keras.KerasTensor(batch, dtype="bool"),
+        }
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "map_layer": keras.saving.serialize_keras_object(self.map_layer),
+                "solver": self.solver_name,
+                **self.solver.get_config(),
+                "backward": self.backward,
+                "phantom_steps": self.phantom_steps,
+                "phantom_damping": self.phantom_damping,
+                "implicit_max_steps": self.implicit_max_steps,
+                "implicit_tol": self.implicit_tol,
+                "return_stats": self.return_stats,
+                "kernel": self.kernel,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["map_layer"] = keras.saving.deserialize_keras_object(config["map_layer"])
+        return cls(**config)

@@ -1,0 +1,75 @@
+"""Masked pooling over the set axis (axis 1)."""
+
+import keras
+
+from ddeq_keras.ops import masked_max, masked_mean
+
+
+class _MaskedPooling(keras.layers.Layer):
+    def __init__(self, keepdims=False, **kwargs):
+        super().__init__(**kwargs)
+        self.keepdims = bool(keepdims)
+        self.supports_masking = True
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def compute_output_shape(self, input_shape):
+        input_shape = tuple(input_shape)
+        if self.keepdims:
+            return (input_shape[0], 1) + input_shape[2:]
+        return (input_shape[0],) + input_shape[2:]
+
+    def get_config(self):
+        config = super().get_config()
+        config["keepdims"] = self.keepdims
+        return config
+
+
+@keras.saving.register_keras_serializable(package="ddeq_keras")
+class MaskedMaxPooling(_MaskedPooling):
+    """Maximum over the valid elements of each set (the set axis is 1).
+
+    Permutation-invariant; padded elements (``mask`` False) are ignored. A
+    set without valid elements gives the dtype's lowest finite value. Used by
+    the DDEQ classification head (max over the particles).
+
+    Args:
+        keepdims: keep the set axis (length 1).
+        **kwargs: base `keras.layers.Layer` arguments.
+
+    Call arguments:
+        inputs: ``(batch, n, features)``.
+        mask: boolean ``(batch, n)``, True for real elements.
+
+    Example:
+    >>> pool = MaskedMaxPooling()
+    >>> y = pool(keras.random.normal((2, 10, 128)))  # (2, 128)
+    """
+
+    def call(self, inputs, mask=None):
+        return masked_max(inputs, mask, axis=1, keepdims=self.keepdims)
+
+
+@keras.saving.register_keras_serializable(package="ddeq_keras")
+class MaskedMeanPooling(_MaskedPooling):
+    """Mean over the valid elements of each set (the set axis is 1).
+
+    Permutation-invariant; padded elements (``mask`` False) are ignored. A
+    set without valid elements gives 0.
+
+    Args:
+        keepdims: keep the set axis (length 1).
+        **kwargs: base `keras.layers.Layer` arguments.
+
+    Call arguments:
+        inputs: ``(batch, n, features)``.
+        mask: boolean ``(batch, n)``, True for real elements.
+
+    Example:
+    >>> pool = MaskedMeanPooling()
+    >>> y = pool(keras.random.normal((2, 10, 128)))  # (2, 128)
+    """
+
+    def call(self, inputs, mask=None):
+        return masked_mean(inputs, mask, axis=1, keepdims=self.keepdims)

@@ -1,0 +1,82 @@
+"""Masked reductions over sets.
+
+Sets are padded to a fixed length and carry a boolean ``mask`` of shape
+``(batch, n)`` (True = a real element). Every reduction here ignores padded
+rows, so a result never depends on how much padding a batch has.
+"""
+
+from keras import ops
+
+
+def _expand(mask, x):
+    """Broadcast a ``(batch, n)`` mask against ``x`` of shape ``(batch, n, ...)``."""
+    mask = ops.cast(mask, "bool")
+    while len(mask.shape) < len(x.shape):
+        mask = ops.expand_dims(mask, -1)
+    return mask
+
+
+def masked_sum(x, mask=None, axis=1, keepdims=False):
+    """Sum of the valid elements of ``x`` along the set axis.
+
+    Args:
+        x: tensor ``(batch, n, ...)``.
+        mask: boolean ``(batch, n)`` or None (all valid).
+        axis: the set axis.
+        keepdims: keep the reduced axis.
+
+    Example:
+    >>> masked_sum(ops.ones((2, 3, 4)), ops.array([[1, 1, 0], [1, 0, 0]], "bool"))
+    """
+    x = ops.convert_to_tensor(x)
+    if mask is not None:
+        x = ops.where(_expand(mask, x), x, ops.zeros_like(x))
+    return ops.sum(x, axis=axis, keepdims=keepdims)
+
+
+def count_valid(mask, x=None, dtype="float32"):
+    """Number of valid elements per sample, shape ``(batch,)``, as ``dtype``."""
+    if mask is None:
+        return ops.cast(ops.full((ops.shape(x)[0],), ops.shape(x)[1]), dtype)
+    return ops.sum(ops.cast(mask, dtype), axis=1)
+
+
+def masked_mean(x, mask=None, axis=1, keepdims=False):
+    """Mean of the valid elements of ``x`` along the set axis.
+
+    A sample without valid elements gives 0 (never NaN).
+    """
+    x = ops.convert_to_tensor(x)
+    if mask is None:
+        return ops.mean(x, axis=axis, keepdims=keepdims)
+    total = masked_sum(x, mask, axis=axis, keepdims=keepdims)
+    n = ops.cast(ops.sum(ops.cast(mask, "int32"), axis=1), x.dtype)
+    n = ops.maximum(n, ops.ones_like(n))
+    shape = [ops.shape(n)[0]] + [1] * (len(total.shape) - 1)
+    return total / ops.reshape(n, shape)
+
+
+def masked_max(x, mask=None, axis=1, keepdims=False):
+    """Maximum over the valid elements of ``x`` along the set axis.
+
+    A sample without valid elements gives the dtype's lowest finite value.
+    """
+    x = ops.convert_to_tensor(x)
+    if mask is not None:
+        lowest = ops.full_like(x, _lowest(ops.dtype(x)))
+        x = ops.where(_expand(mask, x), x, lowest)
+    return ops.max(x, axis=axis, keepdims=keepdims)
+
+
+def masked_std(x, mask=None, axis=1, keepdims=False, epsilon=0.0):
+    """Per-feature standard deviation over the valid elements (population)."""
+    x = ops.convert_to_tensor(x)
+    mean = masked_mean(x, mask, axis=axis, keepdims=True)
+    var = masked_mean(ops.square(x - mean), mask, axis=axis, keepdims=keepdims)
+    return ops.sqrt(var + epsilon)
+
+
+def _lowest(dtype):
+    import numpy as np
+
+    return float(np.finfo(dtype).min)
