@@ -13,7 +13,8 @@ from ddeq_keras import backend
 
 
 def _static_shape(x):
-    return tuple(ops.shape(x))
+    # The static shape (None for unknown dims under tf.function), never tensors.
+    return tuple(None if d is None else int(d) for d in x.shape)
 
 
 def _values(x):
@@ -72,7 +73,7 @@ def validate_flow_inputs(z0, mask, frozen_mask, context, expected_dim=None):
         import keras
 
         for i, leaf in enumerate(keras.tree.flatten(context)):
-            if "float" in str(ops.dtype(leaf)):
+            if leaf is not None and "float" in str(ops.dtype(leaf)):
                 values = _values(leaf)
                 if values is not None and not np.all(np.isfinite(values)):
                     raise ValueError(

@@ -145,17 +145,13 @@ class GradientFlowEquilibrium(keras.layers.Layer):
     def _image_fn(self, problem_masks, context_tree):
         trainable = self.map_layer.trainable_variables
         non_trainable = [v.value for v in self.map_layer.non_trainable_variables]
-        n_ctx = len(keras.tree.flatten(context_tree)) if context_tree is not None else 0
+        ctx_leaves, rebuild = _flatten_context(context_tree)
+        n_ctx = len(ctx_leaves)
         mask, frozen = problem_masks
 
         def f(z, leaves):
-            ctx_leaves, weights = leaves[:n_ctx], leaves[n_ctx:]
-            context = (
-                keras.tree.pack_sequence_as(context_tree, ctx_leaves)
-                if context_tree is not None else None
-            )
             out, _ = self.map_layer.stateless_call(
-                list(weights), non_trainable, z, context, mask=mask
+                list(leaves[n_ctx:]), non_trainable, z, rebuild(leaves[:n_ctx]), mask=mask
             )
             return out
 
@@ -163,12 +159,10 @@ class GradientFlowEquilibrium(keras.layers.Layer):
             movable = FlowProblem(None, mask, frozen).movable(z)
             return ops.where(movable, f(z, leaves), z0)
 
-        def leaves_of(context, stop):
-            ctx = keras.tree.flatten(context) if context is not None else []
+        def leaves_of(stop):
             ws = [ops.stop_gradient(v) if stop else ops.copy(v) for v in trainable]
-            if stop:
-                ctx = [ops.stop_gradient(c) for c in ctx]
-            return list(ctx) + ws
+            ctx = [ops.stop_gradient(c) for c in ctx_leaves] if stop else list(ctx_leaves)
+            return ctx + ws
 
         return f, image, leaves_of
 
@@ -183,13 +177,13 @@ class GradientFlowEquilibrium(keras.layers.Layer):
         # The solve sees stopped weights and context: nothing of the flow is
         # recorded for the backward pass (flat memory in the number of steps),
         # except for the unrolled adjoint, which differentiates every step.
-        solve_leaves = leaves_of(context, stop=not unroll)
+        solve_leaves = leaves_of(stop=not unroll)
         problem = FlowProblem(lambda z: f(z, solve_leaves), mask, frozen_mask, self.kernel)
         start = z0 if unroll else ops.stop_gradient(z0)
         solution = self.solver.solve(problem, start, unroll=unroll)
 
         if training or self.backward != "phantom":
-            out = self.adjoint(image, solution.value, z0, leaves_of(context, stop=False))
+            out = self.adjoint(image, solution.value, z0, leaves_of(stop=False))
         else:
             out = solution.value
         if self.return_stats:
@@ -234,3 +228,23 @@ class GradientFlowEquilibrium(keras.layers.Layer):
         config = dict(config)
         config["map_layer"] = keras.saving.deserialize_keras_object(config["map_layer"])
         return cls(**config)
+
+
+def _flatten_context(context):
+    """The tensors of a context tree, and a function that rebuilds the tree.
+
+    ``None`` entries (e.g. dropout masks outside training) stay in place and are
+    not passed through the custom gradients, which take tensors only.
+    """
+    if context is None:
+        return [], lambda leaves: None
+    flat = keras.tree.flatten(context)
+    positions = [i for i, leaf in enumerate(flat) if leaf is not None]
+
+    def rebuild(leaves):
+        full = list(flat)
+        for i, leaf in zip(positions, leaves):
+            full[i] = leaf
+        return keras.tree.pack_sequence_as(context, full)
+
+    return [flat[i] for i in positions], rebuild
