@@ -4,6 +4,11 @@
 pretrained weights by name is the job of the model zoo, not of this registry.)
 """
 
+from ddeq_keras.models.baselines import (
+    PCNCompleter2D,
+    PointNetClassifier,
+    SetTransformerClassifier,
+)
 from ddeq_keras.models.ddeq import DDEQClassifier, DDEQCompleter
 
 # name -> (class, constructor arguments, a typical input length for building)
@@ -13,6 +18,14 @@ MODEL_CONFIGS = {
         DDEQClassifier, dict(num_classes=40, point_dim=3, num_cross_blocks=3), 800
     ),
     "ddeq_mnist_completion": (DDEQCompleter, dict(point_dim=2, num_cross_blocks=3), 351),
+    # Baselines, for comparisons on the same data.
+    "pointnet_mnist": (PointNetClassifier, dict(num_classes=10, point_dim=2), 351),
+    "pointnet_modelnet40": (PointNetClassifier, dict(num_classes=40, point_dim=3), 800),
+    "set_transformer_mnist": (SetTransformerClassifier, dict(num_classes=10, point_dim=2), 351),
+    "set_transformer_modelnet40": (
+        SetTransformerClassifier, dict(num_classes=40, point_dim=3), 800
+    ),
+    "pcn_mnist_completion": (PCNCompleter2D, dict(point_dim=2), 351),
 }
 
 
