@@ -1,10 +1,16 @@
-"""A small DDEQ trained end to end on synthetic point sets, offline, in about a minute.
+"""A small DDEQ classifier trained end to end on synthetic point sets, offline.
+
+A note on flow length: in training the (phantom-gradient) output is f(z*), in
+inference z*; they agree only where the flow has (nearly) converged. With 20 Euler
+steps this toy model reached train accuracy 1.0 but test accuracy ~0.5; with 60 steps
+(the default) test accuracy was ~0.99 (measured on JAX).
 
 Task: tell rings from filled discs (2-D point clouds of varying size, padded with a
-mask). The encoder maps each cloud to a context vector once; a
-`GradientFlowEquilibrium` finds latent particles at the fixed point of a small
-equivariant map conditioned on that context; a masked max-pool and a Dense layer
-classify. Prints training progress, test accuracy and the solver statistics.
+mask). The model is a `DDEQClassifier` with the authors' architecture at reduced
+widths: the cloud conditions the map f, latent particles flow to the equilibrium of
+f, and a max-pool + Dense layer classify. Prints the training log (with the solver
+statistics `flow_steps`, `flow_rel_mmd`, `flow_converged`), the test accuracy and
+the solver statistics of a few test clouds.
 """
 
 import argparse
@@ -12,10 +18,9 @@ import time
 
 import keras
 import numpy as np
-from keras import ops
 
-from ddeq_keras.layers import GradientFlowEquilibrium
-from ddeq_keras.ops import masked_max, masked_mean
+SMALL = dict(latent_dim=32, hidden_dim=8, bilinear_dim=8, num_heads=4, ff_dim=64,
+             num_cross_blocks=1, dropout=0.0)
 
 
 def make_sets(n, max_points=48, seed=0):
@@ -34,89 +39,44 @@ def make_sets(n, max_points=48, seed=0):
     return {"points": points, "mask": mask}, labels.astype("int32")
 
 
-@keras.saving.register_keras_serializable(package="ddeq_keras_examples")
-class ContextMap(keras.layers.Layer):
-    """``f(z, c)_i = LN(z_i + MLP([z_i, c]))``: equivariant in the particles."""
-
-    def __init__(self, units=16, **kwargs):
-        super().__init__(**kwargs)
-        self.units = units
-        self.hidden = keras.layers.Dense(units, activation="tanh")
-        self.out = keras.layers.Dense(units)
-        self.norm = keras.layers.LayerNormalization(epsilon=1e-5)
-
-    def build(self, z_shape, context_shape=None):
-        self.hidden.build((None, None, z_shape[-1] + context_shape[-1]))
-        self.out.build((None, None, self.units))
-        self.norm.build(z_shape)
-
-    def call(self, z, context, mask=None):
-        c = ops.broadcast_to(ops.expand_dims(context, 1), ops.shape(z)[:2] + ops.shape(context)[-1:])
-        return self.norm(z + self.out(self.hidden(ops.concatenate([z, c], axis=-1))))
-
-    def get_config(self):
-        return {**super().get_config(), "units": self.units}
-
-
-class ToyDDEQ(keras.Model):
-    def __init__(self, units=16, num_particles=6, max_steps=40, **kwargs):
-        super().__init__(**kwargs)
-        self.units, self.num_particles = units, num_particles
-        self.embed = keras.layers.Dense(units, activation="relu")
-        self.context = keras.layers.Dense(units)
-        self.equilibrium = GradientFlowEquilibrium(
-            ContextMap(units), eta=1.0, max_steps=max_steps, tol=1e-3, check_every=10,
-            return_stats=True,
-        )
-        self.head = keras.layers.Dense(2)
-        self.seed = keras.random.SeedGenerator(0)
-
-    def call(self, inputs, training=None):
-        x, x_mask = inputs["points"], inputs["mask"]
-        h = self.embed(x)
-        context = self.context(masked_max(h, x_mask)) + masked_mean(h, x_mask)
-        batch = ops.shape(x)[0]
-        z0 = keras.random.normal((batch, self.num_particles, self.units), seed=self.seed)
-        z, _ = self.equilibrium(z0, context, training=training)
-        return self.head(ops.max(z, axis=1))
-
-
 def main(argv=None):
+    from ddeq_keras.models import DDEQClassifier
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--train-size", type=int, default=512)
-    parser.add_argument("--max-steps", type=int, default=40)
+    parser.add_argument("--max-steps", type=int, default=60)
+    parser.add_argument("--eta", type=float, default=1.0)
+    parser.add_argument("--backward", default="phantom", choices=["phantom", "implicit"],
+                        help="implicit needs a contractive map at the equilibrium")
     args = parser.parse_args(argv)
 
     keras.utils.set_random_seed(42)  # an entry point: the one place we set global state
     x_train, y_train = make_sets(args.train_size, seed=0)
     x_test, y_test = make_sets(256, seed=1)
-    model = ToyDDEQ(max_steps=args.max_steps)
-    model.compile(
-        optimizer=keras.optimizers.Adam(1e-2),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    print(f"backend: {keras.config.backend()}")
+    model = DDEQClassifier(num_classes=2, point_dim=2, eta=args.eta, max_steps=args.max_steps,
+                           tol=1e-3, check_every=5, seed=42, backward=args.backward, **SMALL)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    print(f"backend: {keras.config.backend()}; DDEQClassifier (reduced widths) on rings vs "
+          "discs", flush=True)
     start = time.perf_counter()
     model.fit(x_train, y_train, batch_size=64, epochs=args.epochs, verbose=2)
     print(f"training time: {time.perf_counter() - start:.1f} s")
+    print(f"trainable parameters: {sum(int(np.prod(v.shape)) for v in model.trainable_variables)}")
 
     logits = model.predict(x_test, batch_size=128, verbose=0)
     accuracy = float(np.mean(np.argmax(logits, -1) == y_test))
     print(f"test accuracy: {accuracy:.3f} (chance 0.5)")
 
     x = {k: v[:8] for k, v in x_test.items()}
-    h = model.embed(x["points"])
-    context = model.context(masked_max(h, x["mask"])) + masked_mean(h, x["mask"])
-    z0 = keras.random.normal((8, model.num_particles, model.units), seed=0)
-    _, stats = model.equilibrium(z0, context)
-    stats = {k: ops.convert_to_numpy(v) for k, v in stats.items()}
+    context = model.network.compute_context(x["points"], x["mask"])
+    _, stats = model.equilibrium(model.initial_particles(8), context)
+    stats = {k: keras.ops.convert_to_numpy(v) for k, v in stats.items()}
     rel = stats["mmd_final"] / np.maximum(stats["mmd_initial"], 1e-12)
-    print("solver stats on 8 test clouds (Euler, eta=1, tol=1e-3 rel, max "
-          f"{args.max_steps} steps):")
-    print(f"  flow steps        : {stats['num_steps'].tolist()}")
     fmt = lambda values: " ".join(f"{v:.4g}" for v in values)  # noqa: E731
+    print(f"solver stats on 8 test clouds (Euler, eta={args.eta}, tol=1e-3 rel, "
+          f"max {args.max_steps} steps):")
+    print(f"  flow steps        : {stats['num_steps'].tolist()}")
     print(f"  MMD^2 initial     : {fmt(stats['mmd_initial'])}")
     print(f"  MMD^2 final       : {fmt(stats['mmd_final'])}")
     print(f"  relative MMD^2    : {fmt(rel)}")
