@@ -107,6 +107,7 @@ class DDEQClassifier(SolverMetricsMixin, keras.Model):
         z_shape = (points_shape[0], self.num_particles, self.latent_dim)
         self.network.build_for(z_shape, points_shape)
         self.equilibrium.build(z_shape)
+        self.pool.build(z_shape)
         self.head.build((points_shape[0], self.latent_dim))
         self.inference_particles = self.add_weight(
             shape=(self.num_particles, self.latent_dim),
