@@ -93,6 +93,23 @@ def test_phantom_one_step_is_gradient_of_f_at_stopped_equilibrium(rng):
         np.testing.assert_allclose(g, to_numpy(r), atol=1e-6, rtol=1e-6)
 
 
+def test_implicit_falls_back_to_phantom_when_the_adjoint_diverges(rng):
+    # s = 2.5 makes f expansive at its fixed points (|J| = |1 - s cos| ~ 1.5), so
+    # the adjoint iteration w = g + J^T w diverges; the guard returns the one-step
+    # phantom gradient instead of inf/NaN. Same z* in both layers: equal to 1e-5.
+    z0, theta = separated_particles(rng, batch=2)
+    lw = _loss_weights(rng, z0.shape)
+    grads = {}
+    for backward in ("implicit", "phantom"):
+        layer = GradientFlowEquilibrium(SinMap(), eta=1.0, max_steps=10, tol=0.0, backward=backward)
+        layer(z0, theta)
+        layer.map_layer.s.assign(np.full((2,), 2.5, "float32"))
+        out, grads[backward] = grads_wrt_weights_and_context(layer, z0, theta, loss_weights=lw)
+    for a, b in zip(grads["implicit"], grads["phantom"]):
+        assert np.all(np.isfinite(a))
+        np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
+
+
 def test_damped_multistep_phantom_output(rng):
     z0, theta = separated_particles(rng, batch=2)
     layer = GradientFlowEquilibrium(SinMap(), eta=1.0, max_steps=20, tol=1e-4,

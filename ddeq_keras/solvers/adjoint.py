@@ -63,6 +63,11 @@ class ImplicitAdjoint:
     particle (method note, section 9), where ``z* = f(z*)`` holds and only
     first-order VJPs of ``f`` are needed. The adjoint iteration converges
     when ``J_f(z*)`` is contractive; ``max_steps`` bounds it otherwise.
+
+    Divergence guard: where ``J_f(z*)`` is not contractive the iteration grows
+    without bound. A sample whose ``||w||`` exceeds ``1e3 ||g||`` (or is not
+    finite) falls back to ``w = g``, the one-step phantom gradient, so that
+    training cannot blow up on a non-contractive equilibrium.
     """
 
     name = "implicit"
@@ -92,6 +97,11 @@ class ImplicitAdjoint:
                     _, (gz,) = backend.vjp(lambda z: image(z, z0, leaves), [z_star], w)
                     return gz
 
+                def norms(t):  # per sample
+                    return ops.sqrt(ops.sum(ops.square(t), axis=tuple(range(1, len(t.shape)))))
+
+                limit = 1e3 * norms(g) + 1e-30
+
                 def body(i, w, delta):
                     w_new = g + jt(w)
                     delta = ops.sqrt(ops.sum(ops.square(w_new - w))) / (
@@ -99,12 +109,18 @@ class ImplicitAdjoint:
                     )
                     return i + 1, w_new, delta
 
+                def keep_going(i, w, delta):
+                    bounded = ops.all(norms(w) <= limit)  # False on NaN too
+                    return ops.logical_and(delta > tol, bounded)
+
                 _, w, _ = ops.while_loop(
-                    lambda i, w, delta: delta > tol,
+                    keep_going,
                     body,
                     (ops.convert_to_tensor(0, "int32"), g, ops.convert_to_tensor(1.0, g.dtype)),
                     maximum_iterations=max_steps,
                 )
+                diverged = ops.logical_not(norms(w) <= limit)
+                w = ops.where(ops.reshape(diverged, (-1,) + (1,) * (len(g.shape) - 1)), g, w)
                 floats = [i for i, x in enumerate(leaves) if _is_float(x)]
                 _, grads = backend.vjp(
                     lambda zz0, *fl: image(z_star, zz0, _replace(leaves, floats, fl)),
