@@ -3,7 +3,7 @@
 A note on flow length: in training the (phantom-gradient) output is f(z*), in
 inference z*; they agree only where the flow has (nearly) converged. With 20 Euler
 steps this toy model reached train accuracy 1.0 but test accuracy ~0.5; with 60 steps
-(the default) test accuracy was ~0.99 (measured on JAX).
+(the default, 10 epochs) test accuracy was 0.95-1.0 on the three backends.
 
 Task: tell rings from filled discs (2-D point clouds of varying size, padded with a
 mask). The model is a `DDEQClassifier` with the authors' architecture at reduced
@@ -43,7 +43,8 @@ def main(argv=None):
     from ddeq_keras.models import DDEQClassifier
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--learning-rate", type=float, default=3e-3)
     parser.add_argument("--train-size", type=int, default=512)
     parser.add_argument("--max-steps", type=int, default=60)
     parser.add_argument("--eta", type=float, default=1.0)
@@ -56,7 +57,7 @@ def main(argv=None):
     x_test, y_test = make_sets(256, seed=1)
     model = DDEQClassifier(num_classes=2, point_dim=2, eta=args.eta, max_steps=args.max_steps,
                            tol=1e-3, check_every=5, seed=42, backward=args.backward, **SMALL)
-    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    model.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
     print(f"backend: {keras.config.backend()}; DDEQClassifier (reduced widths) on rings vs "
           "discs", flush=True)
     start = time.perf_counter()
