@@ -1,9 +1,7 @@
-"""What every DDEQ model shares: input checks, solver options, solver metrics."""
+"""What every DDEQ model shares: solver options and solver metrics."""
 
 import keras
 from keras import ops
-
-from ddeq_keras.validation import check_mask, check_points
 
 SOLVER_ARGS = ("solver", "eta", "max_steps", "tol", "stopping", "check_every", "per_sample",
                "backward", "phantom_steps", "phantom_damping", "implicit_max_steps",
@@ -11,30 +9,6 @@ SOLVER_ARGS = ("solver", "eta", "max_steps", "tol", "stopping", "check_every", "
 SOLVER_DEFAULTS = dict(solver="euler", eta=5.0, max_steps=200, tol=1e-4, stopping="rel",
                        check_every=10, per_sample=True, backward="phantom", phantom_steps=1,
                        phantom_damping=1.0, implicit_max_steps=100, implicit_tol=1e-6)
-
-
-def unpack_points(inputs, point_dim, name="inputs"):
-    """``inputs`` is ``{"points": (B, N, d), "mask": (B, N)}`` or a points tensor.
-
-    Returns ``(points, mask)`` after checking shapes (and, on eager calls,
-    values: NaN coordinates, samples without a valid point).
-    """
-    if isinstance(inputs, dict):
-        unknown = set(inputs) - {"points", "mask"}
-        if "points" not in inputs or unknown:
-            raise ValueError(
-                f"`{name}` must be a dict with keys 'points' and optionally 'mask'; "
-                f"got keys {sorted(inputs)}."
-            )
-        points, mask = inputs["points"], inputs.get("mask")
-    else:
-        points, mask = inputs, None
-    points = ops.convert_to_tensor(points)
-    check_points(f"{name}['points']", points, expected_dim=point_dim)
-    if mask is not None:
-        mask = ops.cast(mask, "bool")
-        check_mask(f"{name}['mask']", mask, f"{name}['points']", points)
-    return points, mask
 
 
 class SolverMetricsMixin:

@@ -8,9 +8,9 @@ from ddeq_keras.models.ddeq.base import (
     SOLVER_ARGS,
     SOLVER_DEFAULTS,
     SolverMetricsMixin,
-    unpack_points,
 )
 from ddeq_keras.models.ddeq.network import DDEQNetwork
+from ddeq_keras.models.inputs import prepare_cloud
 
 NETWORK_ARGS = ("latent_dim", "hidden_dim", "bilinear_dim", "num_heads", "ff_dim",
                 "num_cross_blocks", "dropout", "epsilon", "norm_first", "precompute_context")
@@ -126,7 +126,7 @@ class DDEQClassifier(SolverMetricsMixin, keras.Model):
         return ops.broadcast_to(ops.expand_dims(z, 0), (batch_size,) + tuple(z.shape))
 
     def call(self, inputs, training=None):
-        points, mask = unpack_points(inputs, self.point_dim)
+        points, mask = prepare_cloud(inputs, self.point_dim)
         batch = ops.shape(points)[0]
         context = self.network.compute_context(points, mask, batch_size=batch, training=training)
         z0 = self.initial_particles(batch, training=training)

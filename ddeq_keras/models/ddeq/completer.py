@@ -8,10 +8,10 @@ from ddeq_keras.models.ddeq.base import (
     SOLVER_ARGS,
     SOLVER_DEFAULTS,
     SolverMetricsMixin,
-    unpack_points,
 )
 from ddeq_keras.models.ddeq.classifier import NETWORK_ARGS
 from ddeq_keras.models.ddeq.network import DDEQNetwork
+from ddeq_keras.models.inputs import prepare_cloud
 from ddeq_keras.ops import chamfer_distance, masked_mean, masked_std, mmd2
 
 
@@ -146,7 +146,7 @@ class DDEQCompleter(SolverMetricsMixin, keras.Model):
         return ops.logical_or(observed, new), observed
 
     def call(self, inputs, training=None):
-        points, mask = unpack_points(inputs, self.point_dim)
+        points, mask = prepare_cloud(inputs, self.point_dim)
         if mask is None:
             mask = ops.ones(ops.shape(points)[:2], dtype="bool")
         valid, frozen = self.particle_masks(mask)
@@ -166,7 +166,9 @@ class DDEQCompleter(SolverMetricsMixin, keras.Model):
 
     def completion_loss(self, y, y_pred):
         """Per-sample ``MMD^2(output, complete) - entropy_weight * H(generated)``."""
-        target_points, target_mask = unpack_points(y, self.point_dim, name="y")
+        return self._completion_loss(*prepare_cloud(y, self.point_dim, name="y"), y_pred)
+
+    def _completion_loss(self, target_points, target_mask, y_pred):
         mmd = mmd2(y_pred["points"], target_points, y_pred["mask"], target_mask)
         if self.entropy_weight == 0.0:
             return mmd
@@ -175,11 +177,12 @@ class DDEQCompleter(SolverMetricsMixin, keras.Model):
         )
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        per_sample = self.completion_loss(y, y_pred)
+        # The target is split and checked once, for the loss and the metric.
+        target_points, target_mask = prepare_cloud(y, self.point_dim, name="y")
+        per_sample = self._completion_loss(target_points, target_mask, y_pred)
         if sample_weight is not None:
             per_sample = per_sample * ops.cast(sample_weight, per_sample.dtype)
         loss = ops.mean(per_sample)
-        target_points, target_mask = unpack_points(y, self.point_dim, name="y")
         self.chamfer_tracker.update_state(
             chamfer_distance(y_pred["points"], target_points, y_pred["mask"], target_mask)
         )
