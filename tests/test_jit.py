@@ -24,12 +24,14 @@ def _compiled(fn):
     return fn
 
 
+@pytest.mark.parametrize("solver", ["euler", "anderson"])
 @pytest.mark.parametrize("backward", ["phantom", "implicit"])
 @pytest.mark.parametrize("check_every", [1, 7])
-def test_forward_and_backward_compile(rng, backward, check_every):
+def test_forward_and_backward_compile(rng, backward, check_every, solver):
     z0, theta = separated_particles(rng, batch=2)
     mask = np.array([[1, 1, 1], [1, 1, 0]], bool)
-    layer = GradientFlowEquilibrium(SinMap(), eta=1.0, max_steps=30, tol=1e-3, backward=backward,
+    layer = GradientFlowEquilibrium(SinMap(), solver=solver, eta=1.0, max_steps=30, tol=1e-3,
+                                    backward=backward,
                                     check_every=check_every, kernel="gaussian", return_stats=True)
     layer(z0, theta, mask=mask)  # build eagerly
 

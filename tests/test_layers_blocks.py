@@ -177,8 +177,10 @@ def test_cross_attention_precomputed_context_is_exact(rng, norm_first):
     keep = block.sample_dropout_mask(2, training=True)
     y = block(z, x, x_mask=x_mask, dropout_mask=keep)
     context = block.compute_context(x, x_mask)
-    assert set(context) == {"key", "value", "mask"}
-    assert tuple(context["key"].shape) == (2, 7, HEADS, D // HEADS)
+    assert set(context) == {"key", "value", "mask", "bias"}
+    # Head-major layouts (batch, heads, dim, keys) and (batch, heads, keys, dim).
+    assert tuple(context["key"].shape) == (2, HEADS, D // HEADS, 7)
+    assert tuple(context["value"].shape) == (2, HEADS, 7, D // HEADS)
     # Same operations in the same order: bit-identical.
     _equal(block(z, context=context, dropout_mask=keep), y)
     # The mask may also be passed beside a context built without it.

@@ -175,9 +175,15 @@ class MaskedMultiHeadAttention(keras.layers.Layer):
             key_mask: boolean ``(batch, n_k)`` or None.
 
         Returns:
-            dict with ``"key"`` ``(batch, n_k, heads, key_dim)``, ``"value"``
-            ``(batch, n_k, heads, value_dim)`` (rows of padded keys zeroed)
-            and, when ``key_mask`` is given, ``"mask"``.
+            dict with ``"key"`` ``(batch, heads, key_dim, n_k)`` and ``"value"``
+            ``(batch, heads, n_k, value_dim)`` (rows of padded keys zeroed in
+            both),
+            and, when ``key_mask`` is given, ``"mask"`` and ``"bias"``
+            (``(batch, 1, 1, n_k)``: 0 for real keys, a large negative logit
+            for padding). Head-major layouts, so that every `attend` is two
+            plain batched matrix products with no transposes of the context:
+            on CPU, XLA runs the attention of a flow step about 4x faster
+            this way than from the ``(batch, n_k, heads, dim)`` layout.
         """
         if not self.built:
             raise ValueError(
@@ -187,13 +193,24 @@ class MaskedMultiHeadAttention(keras.layers.Layer):
         key = value if key is None else key
         k = self.key_dense(key)
         v = self.value_dense(value)
-        context = {"key": k, "value": v}
         if key_mask is not None:
             key_mask = ops.cast(key_mask, "bool")
             keep = ops.expand_dims(ops.expand_dims(key_mask, -1), -1)
-            context["value"] = ops.where(keep, v, ops.zeros_like(v))
-            context["mask"] = key_mask
+            # Zeroed rows: garbage (even NaN) in padding never reaches a score.
+            k = ops.where(keep, k, ops.zeros_like(k))
+            v = ops.where(keep, v, ops.zeros_like(v))
+        context = {"key": ops.transpose(k, (0, 2, 3, 1)), "value": ops.transpose(v, (0, 2, 1, 3))}
+        if key_mask is not None:
+            context = self.with_key_mask(context, key_mask)
         return context
+
+    @staticmethod
+    def with_key_mask(context, key_mask):
+        """``context`` with the key mask ``(batch, n_k)`` (and its bias) set."""
+        key_mask = ops.cast(key_mask, "bool")
+        dtype = context["key"].dtype
+        bias = ops.where(key_mask, ops.zeros((), dtype), ops.cast(_mask_value(dtype), dtype))
+        return dict(context, mask=key_mask, bias=ops.expand_dims(ops.expand_dims(bias, 1), 1))
 
     def attend(self, query, context, attention_mask=None, return_attention_scores=False):
         """Attends from ``query`` to a context made by `compute_context`.
@@ -211,19 +228,22 @@ class MaskedMultiHeadAttention(keras.layers.Layer):
         """
         q = self.query_dense(query)
         q = q * ops.cast(1.0 / math.sqrt(self._head_dim), q.dtype)
-        scores = ops.einsum("aqhd,akhd->ahqk", q, context["key"])
-        mask = None
-        key_mask = context.get("mask")
-        if key_mask is not None:
-            mask = ops.expand_dims(ops.expand_dims(ops.cast(key_mask, "bool"), 1), 1)
-        if attention_mask is not None:
-            att = ops.expand_dims(ops.cast(attention_mask, "bool"), 1)
-            mask = att if mask is None else ops.logical_and(mask, att)
-        if mask is not None:
+        scores = ops.matmul(ops.transpose(q, (0, 2, 1, 3)), context["key"])  # (a, h, q, k)
+        if attention_mask is None:
+            # Adding the bias equals masking: a padded logit becomes the fill
+            # value exactly (|score| is far below its rounding step) and gets
+            # weight 0 after the softmax. One add is cheaper than a select.
+            if "bias" in context:
+                scores = scores + context["bias"]
+        else:
+            mask = ops.expand_dims(ops.cast(attention_mask, "bool"), 1)
+            if "mask" in context:
+                key_mask = ops.expand_dims(ops.expand_dims(context["mask"], 1), 1)
+                mask = ops.logical_and(mask, key_mask)
             fill = ops.cast(_mask_value(scores.dtype), scores.dtype)
             scores = ops.where(mask, scores, fill)
         weights = ops.softmax(scores, axis=-1)
-        out = ops.einsum("ahqk,akhd->aqhd", weights, context["value"])
+        out = ops.transpose(ops.matmul(weights, context["value"]), (0, 2, 1, 3))  # (a, q, h, d)
         out = self.output_dense(out)
         if return_attention_scores:
             return out, weights
@@ -500,8 +520,8 @@ class CrossAttentionBlock(_AttentionBlock):
             x_mask: boolean ``(batch, n_k)`` or None.
 
         Returns:
-            dict (``"key"``, ``"value"`` and, with a mask, ``"mask"``) to pass
-            as ``context=`` to ``call``.
+            dict (``"key"``, ``"value"`` and, with a mask, ``"mask"`` and
+            ``"bias"``) to pass as ``context=`` to ``call``.
         """
         return self.attention.compute_context(x, key_mask=x_mask)
 
@@ -520,7 +540,7 @@ class CrossAttentionBlock(_AttentionBlock):
                 raise ValueError("CrossAttentionBlock needs `x` or `context`.")
             context = self.compute_context(x, x_mask)
         elif x_mask is not None:
-            context = dict(context, mask=x_mask)
+            context = self.attention.with_key_mask(context, x_mask)
 
         def attend(u):
             return self.attention.attend(u, context)

@@ -39,8 +39,11 @@ class GradientFlowEquilibrium(keras.layers.Layer):
 
     Args:
         map_layer: the map ``f``, a Keras layer.
-        solver: solver name (``"euler"``).
-        eta: step size of the flow.
+        solver: ``"euler"`` (explicit Euler steps of the flow, the authors') or
+            ``"anderson"`` (Anderson-accelerated fixed-point iteration: the
+            same equilibria and stopping rule, far fewer evaluations of
+            ``f`` and no vector-Jacobian products; see `AndersonSolver`).
+        eta: step size of the Euler flow (unused by ``"anderson"``).
         max_steps: most flow steps.
         tol: tolerance of the stopping rule.
         stopping: ``"rel"`` (``MMD^2_k <= tol MMD^2_0``) or ``"abs"``.
@@ -56,8 +59,8 @@ class GradientFlowEquilibrium(keras.layers.Layer):
             converges to it linearly where the Riesz flow plateaus at an
             ``O(eta)`` distance).
         return_stats: also return the solver statistics (a dict of ``(batch,)``
-            tensors: ``num_steps``, ``mmd_initial``, ``mmd_final``,
-            ``converged``).
+            tensors: ``num_steps``, ``num_evaluations``, ``mmd_initial``,
+            ``mmd_final``, ``converged``).
         **kwargs: base `keras.layers.Layer` arguments.
 
     Call arguments:
@@ -106,10 +109,9 @@ class GradientFlowEquilibrium(keras.layers.Layer):
             )
         self.map_layer = map_layer
         self.solver_name = solver
-        self.solver = get_solver(
-            solver, eta=eta, max_steps=max_steps, tol=tol, stopping=stopping,
-            check_every=check_every, per_sample=per_sample,
-        )
+        self._solver_args = dict(eta=eta, max_steps=max_steps, tol=tol, stopping=stopping,
+                                 check_every=check_every, per_sample=per_sample)
+        self.solver = get_solver(solver, **self._solver_args)
         self.backward = backward
         self.phantom_steps = phantom_steps
         self.phantom_damping = phantom_damping
@@ -200,6 +202,7 @@ class GradientFlowEquilibrium(keras.layers.Layer):
         batch = (z0.shape[0],)
         return out, {
             "num_steps": keras.KerasTensor(batch, dtype="int32"),
+            "num_evaluations": keras.KerasTensor(batch, dtype="int32"),
             "mmd_initial": keras.KerasTensor(batch, dtype=self.compute_dtype),
             "mmd_final": keras.KerasTensor(batch, dtype=self.compute_dtype),
             "converged": keras.KerasTensor(batch, dtype="bool"),
@@ -211,7 +214,7 @@ class GradientFlowEquilibrium(keras.layers.Layer):
             {
                 "map_layer": keras.saving.serialize_keras_object(self.map_layer),
                 "solver": self.solver_name,
-                **self.solver.get_config(),
+                **self._solver_args,
                 "backward": self.backward,
                 "phantom_steps": self.phantom_steps,
                 "phantom_damping": self.phantom_damping,

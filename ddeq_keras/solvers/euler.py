@@ -4,11 +4,10 @@ from keras import ops
 
 from ddeq_keras.solvers.iterate import iterate
 from ddeq_keras.solvers.solution import Solution
+from ddeq_keras.solvers.stopping import StoppingRule, validate_solver_args
 
-STOPPING_RULES = ("rel", "abs")
 
-
-class EulerFlow:
+class EulerFlow(StoppingRule):
     """Explicit Euler steps ``z <- z + eta * v(z)`` on the particle positions.
 
     ``v`` is the Wasserstein velocity of ``F(z) = 1/2 MMD^2(z, f(z))`` (see
@@ -18,13 +17,7 @@ class EulerFlow:
     are not done. So at most ``max_steps`` updates and ``max_steps + 1``
     evaluations happen.
 
-    Stopping rules, with ``m_k = MMD^2(z_k, f(z_k))`` per sample:
-    - ``"rel"``: ``m_k <= tol * m_0``;
-    - ``"abs"``: ``m_k <= tol``.
-
-    By default each sample stops on its own (``per_sample=True``), so its
-    result never depends on the rest of the batch. ``per_sample=False`` is the
-    authors' rule: the whole batch stops when the *batch means* meet it.
+    The stopping rule and the step budget are `StoppingRule`'s.
 
     Args:
         eta: step size (the authors: 5, then 1 later in training).
@@ -50,34 +43,14 @@ class EulerFlow:
         check_every=1,
         per_sample=True,
     ):
-        validate_solver_args(eta=eta, max_steps=max_steps, tol=tol,
-                             stopping=stopping, check_every=check_every)
+        validate_solver_args(max_steps=max_steps, tol=tol, stopping=stopping,
+                             check_every=check_every, eta=eta)
+        super().__init__(max_steps=max_steps, tol=tol, stopping=stopping,
+                         check_every=check_every, per_sample=per_sample)
         self.eta = float(eta)
-        self.max_steps = int(max_steps)
-        self.tol = float(tol)
-        self.stopping = stopping
-        self.check_every = int(check_every)
-        self.per_sample = bool(per_sample)
 
     def get_config(self):
-        return {
-            "eta": self.eta,
-            "max_steps": self.max_steps,
-            "tol": self.tol,
-            "stopping": self.stopping,
-            "check_every": self.check_every,
-            "per_sample": self.per_sample,
-        }
-
-    def met_tolerance(self, m, m0):
-        """Boolean ``(batch,)``: which samples meet the stopping rule."""
-        if self.per_sample:
-            ref = m0 if self.stopping == "rel" else ops.ones_like(m0)
-            return m <= self.tol * ref
-        mean_m = ops.mean(m)
-        ref = ops.mean(m0) if self.stopping == "rel" else ops.ones_like(mean_m)
-        met = mean_m <= self.tol * ref
-        return ops.broadcast_to(met, ops.shape(m))
+        return {"eta": self.eta, **super().get_config()}
 
     def solve(self, problem, z0, unroll=False):
         """Run the flow from ``z0``.
@@ -98,9 +71,7 @@ class EulerFlow:
             k, z, done, steps, m0, m = state
             m_new, v = problem.mmd_and_velocity(z, higher_order=unroll)
             m0 = ops.where(k == 0, m_new, m0)
-            is_check = ops.logical_or(k % check_every == 0, k >= max_steps)
-            met = ops.logical_and(is_check, self.met_tolerance(m_new, m0))
-            done = ops.logical_or(ops.logical_or(done, met), k >= max_steps)
+            done = self.update_done(k, done, m_new, m0)
             z = ops.where(ops.reshape(done, (-1, 1, 1)), z, z + self.eta * v)
             steps = steps + ops.cast(ops.logical_not(done), "int32")
             return (k + 1, z, done, steps, m0, m_new)
@@ -128,26 +99,8 @@ class EulerFlow:
         return Solution(
             value=z,
             num_steps=steps,
-            num_evaluations=k,
+            num_evaluations=steps + 1,
             mmd_initial=m0,
             mmd_final=m,
             converged=self.met_tolerance(m, m0),
-        )
-
-
-def validate_solver_args(eta, max_steps, tol, stopping, check_every):
-    """Raise ``ValueError`` naming the first bad solver argument."""
-    if not eta > 0:
-        raise ValueError(f"`eta` must be a positive step size; got eta={eta!r}.")
-    if int(max_steps) != max_steps or max_steps < 1:
-        raise ValueError(f"`max_steps` must be an integer >= 1; got max_steps={max_steps!r}.")
-    if not tol >= 0:
-        raise ValueError(f"`tol` must be >= 0; got tol={tol!r}.")
-    if stopping not in STOPPING_RULES:
-        raise ValueError(
-            f"`stopping` must be one of {STOPPING_RULES}; got stopping={stopping!r}."
-        )
-    if int(check_every) != check_every or check_every < 1:
-        raise ValueError(
-            f"`check_every` must be an integer >= 1; got check_every={check_every!r}."
         )

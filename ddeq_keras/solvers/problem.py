@@ -47,9 +47,10 @@ class FlowProblem:
         """``h(z)``: ``f(z)`` on movable particles, ``z`` elsewhere."""
         return ops.where(self.movable(z), self.fn(z), z)
 
-    def mmd(self, z):
-        """``MMD^2(z, h(z))`` per sample, ``(batch,)``."""
-        return mmd2(z, self.image(z), self.mask, self.mask, kernel=self.kernel)
+    def mmd(self, z, image=None):
+        """``MMD^2(z, h(z))`` per sample, ``(batch,)`` (``image``: ``h(z)`` if known)."""
+        image = self.image(z) if image is None else image
+        return mmd2(z, image, self.mask, self.mask, kernel=self.kernel)
 
     def mmd_and_velocity(self, z, higher_order=False):
         """Per-sample ``MMD^2(z, h(z))`` and the Wasserstein velocity at ``z``.
