@@ -1115,21 +1115,26 @@ def format_tables(results):
             return None
         return f"\n### {describe(seen[0])}\n"
 
+    def per_model_rows(section, key, fmt, ratio_label, ratio_key):
+        """Rows of a per-model, per-mode section (train, infer) and its ratio row."""
+        rows = []
+        for name in _ordered(s.get(section, {}).get("models", {}) for s in secs):
+            es = [s.get(section, {}).get("models", {}).get(name) for s in secs]
+            for mode in MODES:
+                rows.append([name, mode] + [
+                    cell(e, lambda e: fmt(e["modes"][mode][key])
+                         if ok(e["modes"][mode]) else "error (see below)") for e in es])
+            rows.append([name, ratio_label] + [
+                cell(e, lambda e: fmt_ratio(e.get(ratio_key))) for e in es])
+        return rows
+
     # train
     head = section_header("train", lambda s: (
         f"Training step (s per `train_on_batch`, median of {s.get('repeats')}), batch "
         f"{s.get('batch_size')}, {s.get('flow_steps')} flow steps (tol=0)"))
     if head:
-        rows = []
-        names = _ordered(s.get("train", {}).get("models", {}) for s in secs)
-        for name in names:
-            es = [s.get("train", {}).get("models", {}).get(name) for s in secs]
-            for mode in MODES:
-                rows.append([name, mode] + [cell(e, lambda e: fmt_s(e["modes"][mode]["step_s"])
-                                                 if ok(e["modes"][mode]) else "error (see below)")
-                                            for e in es])
-            rows.append([name, "**reference / default**"] + [
-                cell(e, lambda e: fmt_ratio(e.get("ratio_reference_over_default"))) for e in es])
+        rows = per_model_rows("train", "step_s", fmt_s, "**reference / default**",
+                              "ratio_reference_over_default")
         rows.append(["", "jit_compile (resolved)"] + [
             cell(s.get("train"), lambda t: str(t.get("jit_compile_resolved"))) for s in secs])
         parts += [head, markdown_table(["model", "mode"] + labels, rows)]
@@ -1138,16 +1143,8 @@ def format_tables(results):
         f"Inference (clouds per second, `predict_on_batch`, median of {s.get('repeats')}), "
         f"batch {s.get('batch_size')}, {s.get('flow_steps')} flow steps (tol=0)"))
     if head:
-        rows = []
-        names = _ordered(s.get("infer", {}).get("models", {}) for s in secs)
-        for name in names:
-            es = [s.get("infer", {}).get("models", {}).get(name) for s in secs]
-            for mode in MODES:
-                rows.append([name, mode] + [
-                    cell(e, lambda e: fmt_num(e["modes"][mode]["clouds_per_s"])
-                         if ok(e["modes"][mode]) else "error (see below)") for e in es])
-            rows.append([name, "**default / reference**"] + [
-                cell(e, lambda e: fmt_ratio(e.get("ratio_default_over_reference"))) for e in es])
+        rows = per_model_rows("infer", "clouds_per_s", fmt_num, "**default / reference**",
+                              "ratio_default_over_reference")
         parts += [head, markdown_table(["model", "mode"] + labels, rows)]
 
     head = section_header("jit", lambda s: (
