@@ -272,8 +272,8 @@ def folder_dir(tmp_path, rng):
     (root / "mugs" / "test").mkdir()
     np.save(root / "cups" / "train" / "a.npy", cloud(5))
     np.savez(root / "cups" / "train" / "b.npz", points=cloud(6))
-    write_pcd(root / "cups" / "train" / "c.pcd", cloud(7), binary=True)
-    write_pcd(root / "cups" / "test" / "d.pcd", cloud(8))
+    write_pcd(root / "cups" / "train" / "c.pcd", cloud(7), "binary")
+    write_pcd(root / "cups" / "test" / "d.pcd", cloud(8), "binary_compressed")
     write_ply(root / "mugs" / "train" / "e.ply", cloud(9), binary=True)
     write_ply(root / "mugs" / "train" / "f.ply", cloud(10))
     write_mesh(root / "mugs" / "train" / "g.stl")
@@ -339,8 +339,9 @@ def test_point_set_folder_all_invalid(tmp_path):
     root = tmp_path / "manual" / "only"
     root.mkdir(parents=True)
     np.save(root / "x.npy", np.full((4, 3), np.nan))
+    config = dd.PointSetFolderConfig(name="one_class", allow_single_class=True)
     with pytest.raises(ValueError, match="no valid examples.*NaN"):
-        prepare("point_set_folder", tmp_path / "tfds", root.parent)
+        prepare("point_set_folder", tmp_path / "tfds", root.parent, config)
 
 
 def test_point_set_folder_archives(tmp_path, rng):

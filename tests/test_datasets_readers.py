@@ -12,8 +12,10 @@ import pytest
 
 pytest.importorskip("tensorflow_datasets")
 trimesh = pytest.importorskip("trimesh")
+pypcd4 = pytest.importorskip("pypcd4")
 
 from ddeq_keras.datasets import readers  # noqa: E402
+from ddeq_keras.datasets.readers import errors, validate  # noqa: E402
 
 # ---------------------------------------------------------------------------
 # writers
@@ -32,37 +34,28 @@ def write_idx(path, array, compress=False):
     return path
 
 
-def write_pcd(path, points, binary=False, extra_rgb=True):
-    """Writes a PCD v0.7 file with x y z (and an rgb field, to be ignored)."""
+def write_pcd(path, points, encoding="ascii", extra_rgb=True):
+    """Writes a PCD v0.7 file with pypcd4: x y (z), and an rgb field to be ignored.
+
+    Args:
+        encoding: "ascii", "binary" or "binary_compressed".
+    """
     points = np.asarray(points, np.float32)
-    n = len(points)
-    fields = "x y z" + (" rgb" if extra_rgb else "")
-    size = "4 4 4" + (" 4" if extra_rgb else "")
-    types = "F F F" + (" U" if extra_rgb else "")
-    count = "1 1 1" + (" 1" if extra_rgb else "")
-    header = (
-        "# .PCD v0.7 - Point Cloud Data file format\nVERSION 0.7\n"
-        f"FIELDS {fields}\nSIZE {size}\nTYPE {types}\nCOUNT {count}\n"
-        f"WIDTH {n}\nHEIGHT 1\nVIEWPOINT 0 0 0 1 0 0 0\nPOINTS {n}\n"
-        f"DATA {'binary' if binary else 'ascii'}\n"
-    )
-    rgb = np.arange(n, dtype=np.uint32) * 1000
-    with open(path, "wb") as f:
-        f.write(header.encode("ascii"))
-        if binary:
-            dtype = [("x", "<f4"), ("y", "<f4"), ("z", "<f4")] + (
-                [("rgb", "<u4")] if extra_rgb else []
-            )
-            table = np.zeros(n, dtype)
-            table["x"], table["y"], table["z"] = points.T
-            if extra_rgb:
-                table["rgb"] = rgb
-            f.write(table.tobytes())
-        else:
-            for i, p in enumerate(points):
-                row = " ".join(repr(float(v)) for v in p) + (f" {rgb[i]}" if extra_rgb else "")
-                f.write((row + "\n").encode("ascii"))
+    names = ("x", "y", "z")[: points.shape[1]]
+    columns = [points[:, j] for j in range(points.shape[1])]
+    types = [np.float32] * len(columns)
+    if extra_rgb:
+        names += ("rgb",)
+        columns.append(np.arange(len(points), dtype=np.uint32) * 1000)
+        types.append(np.uint32)
+    cloud = pypcd4.PointCloud.from_points(columns, names, types)
+    cloud.save(str(path), encoding=pypcd4.Encoding(encoding))
     return path
+
+
+def dyadic_points(rng, n, d=3):
+    """Points k/8: exact in float32 and in the 10 decimals of pypcd4's ASCII."""
+    return (rng.integers(-64, 64, size=(n, d)) / 8).astype(np.float32)
 
 
 def write_ply(path, points, binary=False):
@@ -136,31 +129,82 @@ def test_read_idx_rejects_truncated_and_corrupt_files(tmp_path):
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("binary", [False, True])
-def test_read_pcd(tmp_path, rng, binary):
-    points = rng.normal(size=(7, 3)).astype(np.float32)
-    path = write_pcd(tmp_path / "c.pcd", points, binary=binary)
+@pytest.mark.parametrize("encoding", ["ascii", "binary", "binary_compressed"])
+def test_read_pcd_encodings(tmp_path, rng, encoding):
+    points = dyadic_points(rng, 40)
+    path = write_pcd(tmp_path / "c.pcd", points, encoding)
+    # pypcd4 falls back to plain binary when LZF cannot shrink the data.
+    assert f"DATA {encoding}\n".encode() in path.read_bytes()
     out = readers.read_point_file(path)
-    assert out.shape == (7, 3) and out.dtype == np.float32
-    # ASCII goes through repr() of float32 values: exact after the cast back.
-    np.testing.assert_array_equal(out, points)
+    assert out.shape == (40, 3) and out.dtype == np.float32
+    np.testing.assert_array_equal(out, points)  # exact: dyadic values
 
 
-def test_read_pcd_truncated_and_compressed(tmp_path, rng):
-    path = write_pcd(tmp_path / "c.pcd", rng.normal(size=(7, 3)), binary=True)
-    data = open(path, "rb").read()
-    open(path, "wb").write(data[:-5])
-    with pytest.raises(readers.PointFileError, match="truncated") as info:
+def test_read_pcd_pcl_style_2d(tmp_path):
+    # As PCL writes it: a comment first, a padding field "_", no z (2-D).
+    path = tmp_path / "p.pcd"
+    path.write_text(
+        "# .PCD v0.7 - Point Cloud Data file format\nVERSION 0.7\nFIELDS x _ y\n"
+        "SIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 3\nHEIGHT 1\n"
+        "VIEWPOINT 0 0 0 1 0 0 0\nPOINTS 3\nDATA ascii\n"
+        "0.5 9 1.5\n-2 9 3\nnan 9 4\n"
+    )
+    out = readers.read_pcd(path)
+    np.testing.assert_array_equal(out, [[0.5, 1.5], [-2, 3], [np.nan, 4]])
+
+
+def test_read_pcd_damaged_files(tmp_path, rng):
+    points = dyadic_points(rng, 7)
+    path = write_pcd(tmp_path / "c.pcd", points, "binary")  # 16 bytes per point
+    data = path.read_bytes()
+    path.write_bytes(data[:-5])  # a partial last point
+    with pytest.raises(readers.PointFileError, match=r"7 points of 16 bytes \(truncated\)") as info:
         readers.read_pcd(path)
+    assert info.value.reason == readers.REASON_UNREADABLE and info.value.path == str(path)
+    path.write_bytes(data[:-16])  # a whole point missing
+    with pytest.raises(readers.PointFileError, match=r"6 of the 7 points .*\(truncated\)"):
+        readers.read_pcd(path)
+    packed = write_pcd(tmp_path / "z.pcd", dyadic_points(rng, 40), "binary_compressed")
+    packed.write_bytes(packed.read_bytes()[:-10])
+    with pytest.raises(readers.PointFileError, match="z.pcd.*bad PCD file") as info:
+        readers.read_pcd(packed)
     assert info.value.reason == readers.REASON_UNREADABLE
-    path.write_bytes(data.replace(b"DATA binary", b"DATA binary_compressed"))
-    with pytest.raises(readers.PointFileError, match="binary_compressed"):
-        readers.read_pcd(path)
-    ascii_path = write_pcd(tmp_path / "a.pcd", rng.normal(size=(7, 3)))
-    lines = open(ascii_path).read().splitlines()
-    open(ascii_path, "w").write("\n".join(lines[:-2]) + "\n")
-    with pytest.raises(readers.PointFileError, match="7 points"):
-        readers.read_pcd(ascii_path)
+    nameless = tmp_path / "n.pcd"
+    cloud = pypcd4.PointCloud.from_points(points[:, :2], ("a", "b"), (np.float32, np.float32))
+    cloud.save(str(nameless), encoding=pypcd4.Encoding.ASCII)
+    with pytest.raises(readers.PointFileError, match=r"fields \['a', 'b'\] have no x") as info:
+        readers.read_pcd(nameless)
+    assert info.value.reason == readers.REASON_COLUMNS
+
+
+@pytest.mark.parametrize("name", ["e.npy", "e.txt", "e.pcd", "e.ply", "e.off"])
+def test_zero_byte_file_is_reported_as_empty(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(b"")
+    with pytest.raises(readers.PointFileError) as info:
+        readers.read_point_file(path)
+    assert info.value.reason == errors.REASON_EMPTY_FILE
+    assert str(info.value) == f"{path}: empty file (0 bytes)"
+
+
+def test_check_file_refuses_links_outside_the_folder(tmp_path):
+    root = tmp_path / "data"
+    (root / "a").mkdir(parents=True)
+    outside = tmp_path / "secret.txt"
+    outside.write_text("1 2 3\n")
+    inside = root / "a" / "real.txt"
+    inside.write_text("4 5 6\n")
+    (root / "a" / "in.txt").symlink_to(inside)
+    (root / "a" / "out.txt").symlink_to(outside)
+    (root / "a" / "dangling.txt").symlink_to(tmp_path / "missing.txt")
+    validate.check_file(root / "a" / "in.txt", root)  # a link within the folder is fine
+    with pytest.raises(readers.PointFileError, match="out.txt.*outside") as info:
+        validate.check_file(root / "a" / "out.txt", root)
+    assert info.value.reason == errors.REASON_OUTSIDE
+    validate.check_file(root / "a" / "out.txt", root, allow_outside=True)
+    with pytest.raises(readers.PointFileError, match="dangling.txt") as info:
+        validate.check_file(root / "a" / "dangling.txt", root, allow_outside=True)
+    assert info.value.reason == readers.REASON_UNREADABLE
 
 
 @pytest.mark.parametrize("binary", [False, True])
@@ -303,6 +347,18 @@ def test_zip_slip_is_refused(tmp_path, entry):
     # Nothing was written, not even the harmless entry.
     assert not dest.exists()
     assert not (tmp_path / "sub" / "evil.txt").exists()
+
+
+def test_interrupted_extraction_is_redone(tmp_path):
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("c/x.txt", "1 2 3\n")
+    # What a killed extraction leaves: a partial file and no completion marker.
+    dest = tmp_path / "out"
+    (dest / "c").mkdir(parents=True)
+    (dest / "c" / "x.txt").write_text("1 2")
+    readers.safe_extract_zip(archive, dest)
+    assert (dest / "c" / "x.txt").read_text() == "1 2 3\n"
 
 
 def test_corrupt_zip(tmp_path):

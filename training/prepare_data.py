@@ -9,15 +9,19 @@ Usage (from the repository root):
     python training/prepare_data.py point_set_folder --manual_dir ~/my_scans \
         --data_dir ~/my_scans_tfds --option num_dims=2 --option nan_policy=drop
 
-Prints the preparation time, example counts per split and per class, and
-points per example (min / mean / max) as JSON (also to `--output FILE`).
+Prints the preparation time, the files skipped (with their reasons), example
+counts per split and per class, and points per example (min / mean / max) as
+JSON (also to `--output FILE`). `--option` values derive a config named after
+a hash of all its options (e.g. `default_1f0c2d9a4e`), so preparing again with
+other options prepares afresh instead of returning the old data; the skipped
+files are also in `preparation_report.json` beside the prepared data.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
+import os
 import logging
 import sys
 import time
@@ -44,37 +48,28 @@ def main(argv=None):
         action="append",
         default=[],
         type=_parse_option,
-        help="config field override key=value (JSON value), e.g. max_points=500",
+        help="config option key=value (JSON value), e.g. max_points=500; repeatable",
     )
     parser.add_argument("--no_summary", action="store_true", help="skip the counts")
     parser.add_argument("--output", default=None, help="also write the JSON report here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    import tensorflow_datasets as tfds
-
     import ddeq_keras.datasets as dd
-
-    config = None
-    if args.option:
-        name, _, config_name = args.name.partition("/")
-        base = tfds.builder(args.name, data_dir=args.data_dir).builder_config
-        overrides = dict(args.option)
-        config = dataclasses.replace(
-            base, name=overrides.pop("name", f"{base.name}_custom"), **overrides
-        )
-        args.name = name
 
     start = time.perf_counter()
     builder = dd.prepare(args.name, data_dir=args.data_dir, manual_dir=args.manual_dir,
-                         config=config)
+                         options=dict(args.option))
     seconds = time.perf_counter() - start
     config_name = builder.builder_config.name if builder.builder_config else None
+    metadata = builder.info.metadata or {}
     report = {
         "builder": f"{builder.name}/{config_name}" if config_name else builder.name,
         "data_dir": str(builder.data_dir),
         "prepare_seconds": round(seconds, 1),
-        "skipped": builder.info.metadata.get("skipped", {}) if builder.info.metadata else {},
+        "skipped": metadata.get("skipped", {}),
+        "skipped_files": metadata.get("skipped_files", {}),
+        "report": os.path.join(builder.data_dir, "preparation_report.json"),
     }
     if not args.no_summary:
         report["splits"] = dd.summarize(builder)

@@ -7,6 +7,10 @@ Importing this package registers three `tfds.core.GeneratorBasedBuilder`s:
 * `point_set_folder`: a user's own `root/<class>/[train|test/]<file>` tree.
 
 Each reads its files from a `manual_dir`, so prepared copies work offline.
+`prepare(name, options={...})` derives a config named after its options (so
+other options never reuse old data); every preparation records the files it
+skipped, with their reasons, in `builder.info.metadata["skipped_files"]` and
+in `preparation_report.json` beside the prepared data.
 `make_pipeline` turns a split into masked, fixed-shape batches for
 `model.fit` on any Keras backend. It needs TensorFlow and
 tensorflow-datasets (the `data` extra); nothing here sets Keras state.
@@ -22,6 +26,7 @@ Example:
 ...     shuffle=True, seed=42)  # doctest: +SKIP
 """
 
+from ddeq_keras.datasets import _config
 from ddeq_keras.datasets._common import MissingDataError
 from ddeq_keras.datasets.mnist_point_cloud import MnistPointCloud, MnistPointCloudConfig
 from ddeq_keras.datasets.modelnet40 import MODELNET40_CLASSES, ModelNet40Config, Modelnet40
@@ -39,7 +44,7 @@ from ddeq_keras.datasets.readers import (
 from ddeq_keras.datasets.summary import summarize
 
 
-def prepare(name, *, data_dir=None, manual_dir=None, config=None):
+def prepare(name, *, data_dir=None, manual_dir=None, config=None, options=None):
     """Returns a prepared builder, preparing it from `manual_dir` if needed.
 
     Args:
@@ -49,17 +54,33 @@ def prepare(name, *, data_dir=None, manual_dir=None, config=None):
         manual_dir: folder holding the source files.
         config: a `BuilderConfig` instance, to override a config's options,
             e.g. `PointSetFolderConfig(name="scans", num_dims=3, nan_policy="drop")`.
+            Data already prepared under its name with other options is refused.
+        options: `{option: value}` overrides of the config `name` selects,
+            e.g. `{"num_dims": 2}`; the derived config is named after a hash
+            of all its options, so other options never reuse data prepared
+            with these (not together with `config`).
 
     Returns:
         The `tfds.core.DatasetBuilder`.
 
+    Raises:
+        ValueError: an unknown option or config, a value of the wrong type,
+            or prepared data whose options differ from the config's.
+
     Example:
 
-    >>> builder = prepare("modelnet40/hdf5", data_dir="/tmp/tfds",
-    ...                   manual_dir="../shared/data")  # doctest: +SKIP
+    >>> builder = prepare("point_set_folder", data_dir="/tmp/tfds",
+    ...                   manual_dir="~/scans", options={"num_dims": 2})  # doctest: +SKIP
+    >>> builder.builder_config.name  # doctest: +SKIP
+    'default_1f0c2d9a4e'
     """
     import tensorflow_datasets as tfds
 
+    if options:
+        if config is not None:
+            raise ValueError("pass either config or options, not both")
+        name, config = _config.base_config(name)
+        config = _config.with_options(config, options)
     kwargs = {"data_dir": data_dir}
     if config is not None:
         kwargs["config"] = config

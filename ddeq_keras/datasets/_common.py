@@ -1,19 +1,17 @@
-"""Helpers the builders share: manual_dir lookup, archives, skip accounting."""
+"""Helpers the builders share: manual_dir lookup, archives, features, file examples."""
 
 from __future__ import annotations
 
-import collections
 import inspect
-import logging
 import os
 from pathlib import Path
 
+import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from ddeq_keras.datasets import readers
-
-logger = logging.getLogger("ddeq_keras.datasets")
+from ddeq_keras.datasets import _config, _folders, _report, readers
+from ddeq_keras.datasets.readers.validate import check_file
 
 
 class MissingDataError(FileNotFoundError):
@@ -125,65 +123,111 @@ def extract_archive(dl_manager, archive) -> Path:
     return readers.safe_extract_zip(archive, extraction_dir(dl_manager, archive))
 
 
-class SkipLog:
-    """Counts the examples a builder skipped, by reason, and reports them.
+def cloud_info(builder, *, description, num_dims, class_names=None, source=True,
+               homepage=None, citation=""):
+    """The `DatasetInfo` of a labelled point-cloud data set.
 
-    Builders call `skip` for every rejected file or row, then `finish` at the
-    end of a split: it logs one warning with the counts and a few file names,
-    records the counts in the builder's metadata (so they are kept beside the
-    prepared data) and raises if nothing valid was produced.
+    Args:
+        builder: the builder.
+        description: its description.
+        num_dims: coordinates per point (`points` is `(None, num_dims)` float32).
+        class_names: the label names, or None when they are only known once
+            the source folders have been read (set them in
+            `_split_generators`; they are saved with the prepared data).
+        source: add a `source` text feature (the example's file).
+        homepage, citation: as in `tfds.core.DatasetInfo`.
     """
+    features = {
+        "points": tfds.features.Tensor(shape=(None, num_dims), dtype=np.float32),
+        "label": tfds.features.ClassLabel(names=class_names)
+        if class_names is not None
+        else tfds.features.ClassLabel(),
+    }
+    if source:
+        features["source"] = tfds.features.Text()
+    return tfds.core.DatasetInfo(
+        builder=builder,
+        description=description,
+        features=tfds.features.FeaturesDict(features),
+        supervised_keys=("points", "label"),
+        homepage=homepage,
+        citation=citation,
+        metadata=tfds.core.MetadataDict(),
+    )
 
-    def __init__(self, dataset, split, metadata=None):
-        self.dataset = dataset
-        self.split = split
-        self.metadata = metadata
-        self.reasons = collections.Counter()
-        self.examples = collections.defaultdict(list)
-        self.kept = 0
 
-    def skip(self, source, reason, detail=""):
-        self.reasons[reason] += 1
-        if len(self.examples[reason]) < 5:
-            self.examples[reason].append(f"{source}" + (f" ({detail})" if detail else ""))
-        logger.debug("%s/%s: skipped %s: %s %s", self.dataset, self.split, source, reason, detail)
+def file_examples(log, root, files, config, *, num_dims, drop_extra_columns=False,
+                  nan_policy="skip"):
+    """Yields `(key, example)` for each readable file of a class-folder tree.
 
-    def skip_error(self, error: readers.PointFileError):
-        self.skip(error.path, error.reason, str(error).split(": ", 1)[-1])
+    Each file is checked (`readers.validate.check_file`: inside `root`
+    unless `config.allow_links_outside`, not empty), read (meshes sampled
+    per `config`, seeded by the file's path) and validated; a file that fails
+    is recorded in `log` under its path relative to `root` and skipped.
 
-    @property
-    def skipped(self):
-        return sum(self.reasons.values())
-
-    def summary(self):
-        parts = []
-        for reason, count in sorted(self.reasons.items()):
-            parts.append(f"{count} {reason} (e.g. {'; '.join(self.examples[reason])})")
-        return "; ".join(parts)
-
-    def finish(self):
-        if self.metadata is not None:
-            self.metadata.setdefault("skipped", {})[self.split] = dict(self.reasons)
-        if self.skipped:
-            logger.warning(
-                "%s: split %r: kept %d, skipped %d: %s",
-                self.dataset, self.split, self.kept, self.skipped, self.summary(),
+    Args:
+        log: the split's `_report.SkipLog`; finished here.
+        root: the folder holding the class folders.
+        files: `[(relative_path, class_name), ...]`.
+        config: a `_config.FileSourceConfig`.
+        num_dims, drop_extra_columns, nan_policy: see `readers.validate_points`.
+    """
+    for rel, class_name in files:
+        path = Path(root) / rel
+        try:
+            check_file(path, root, allow_outside=config.allow_links_outside)
+            points = readers.read_point_file(
+                path,
+                mesh_mode=config.mesh_mode,
+                num_samples=config.num_samples,
+                min_points=config.min_points,
+                max_points=config.max_points,
+                seed=_folders.file_seed(rel, config.seed),
             )
-        if self.kept == 0:
-            raise ValueError(
-                f"{self.dataset}: split {self.split!r} has no valid examples"
-                + (f"; skipped {self.skipped}: {self.summary()}" if self.skipped else "")
+            points = readers.validate_points(
+                points, path, num_dims=num_dims,
+                drop_extra_columns=drop_extra_columns, nan_policy=nan_policy,
             )
+        except readers.PointFileError as e:
+            log.skip_error(e, rel)
+            continue
+        log.kept += 1
+        yield rel, {"points": points, "label": class_name, "source": rel}
+    log.finish()
 
 
 class BuilderBase(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """Base of this package's builders.
 
-    TFDS locates a builder's source file (for an optional `checksums.tsv`
-    beside it) through `importlib_resources`, a back-port that is not always
-    installed; the standard library gives the same path, so it is computed
-    here directly.
+    * Checks its config's options, and refuses prepared data whose recorded
+      options differ (`_config.check_prepared_options`): TFDS would
+      otherwise reuse it silently.
+    * Records the options in the metadata and writes
+      `preparation_report.json` (skipped and ignored files with their
+      reasons) beside the prepared data. Both are written inside the
+      temporary folder TFDS prepares into and renames only once everything
+      is written, so a killed preparation leaves no prepared data behind.
+    * TFDS locates a builder's source file (for an optional `checksums.tsv`
+      beside it) through `importlib_resources`, a back-port that is not
+      always installed; the standard library gives the same path, so it is
+      computed here directly.
+
+    Subclasses that change their data bump `VERSION` and add a release note.
     """
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Initial release."}
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        _config.check_options(self.builder_config)
+        _config.check_prepared_options(self)
+
+    def _download_and_prepare(self, dl_manager, download_config=None):
+        self.info.metadata["options"] = _config.config_options(self.builder_config)
+        super()._download_and_prepare(dl_manager, download_config)
+        name = f"{self.name}/{self.builder_config.name}" if self.builder_config else self.name
+        _report.write_report(self.data_path, name, self.info.metadata)
 
     @tfds.core.utils.classproperty
     @classmethod

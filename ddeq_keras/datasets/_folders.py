@@ -19,13 +19,22 @@ class FolderScan:
         class_names: sorted names of the class folders.
         splits: `{split: [(relative_path, class_name), ...]}`, sorted by path.
         ignored: files that were not considered (outside class folders, or
-            with an unsupported extension), relative to `root`.
+            with an unsupported extension), and linked folders (not
+            followed), relative to `root`.
+        nested_split_dirs: folders named `train` / `test` found deeper than
+            directly in a class folder (a sign that `root` is one level too
+            high), relative to `root`.
     """
 
     root: Path
     class_names: list
     splits: dict
     ignored: list
+    nested_split_dirs: list = dataclasses.field(default_factory=list)
+
+    def num_files(self, class_name):
+        """Number of supported files of a class, over all splits."""
+        return sum(c == class_name for files in self.splits.values() for _, c in files)
 
 
 def _visible(name):
@@ -37,8 +46,10 @@ def scan_class_folders(root, extensions, default_split="train") -> FolderScan:
 
     A file's class is the first folder under `root`; its split is the next
     folder when that is named `train` or `test` (any case), otherwise
-    `default_split`. Deeper folders are walked. Hidden files and folders
-    (leading `.` or `__`, e.g. `__MACOSX`) are ignored.
+    `default_split`. Deeper folders are walked; links to folders inside a
+    class folder are not followed (they could loop) and are listed as
+    ignored. Hidden files and folders (leading `.` or `__`, e.g.
+    `__MACOSX`) are ignored.
 
     Args:
         root: the folder holding one sub-folder per class.
@@ -52,11 +63,21 @@ def scan_class_folders(root, extensions, default_split="train") -> FolderScan:
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and _visible(d.name))
     splits = {}
     ignored = sorted(f.name for f in root.iterdir() if f.is_file() and _visible(f.name))
+    nested = []
     for name in classes:
         class_dir = root / name
         for dirpath, dirnames, filenames in os.walk(class_dir):
-            dirnames[:] = sorted(d for d in dirnames if _visible(d))
             rel_dir = Path(dirpath).relative_to(class_dir)
+            links = [
+                d for d in dirnames if _visible(d) and os.path.islink(os.path.join(dirpath, d))
+            ]
+            ignored += [(Path(name) / rel_dir / d).as_posix() + "/" for d in links]
+            dirnames[:] = sorted(d for d in dirnames if _visible(d) and d not in links)
+            if rel_dir.parts:
+                nested += [
+                    (Path(name) / rel_dir / d).as_posix()
+                    for d in dirnames if d.lower() in SPLIT_FOLDERS
+                ]
             first = rel_dir.parts[0].lower() if rel_dir.parts else ""
             split = first if first in SPLIT_FOLDERS else default_split
             for filename in sorted(filenames):
@@ -69,7 +90,48 @@ def scan_class_folders(root, extensions, default_split="train") -> FolderScan:
                     ignored.append(rel)
     for files in splits.values():
         files.sort()
-    return FolderScan(root=root, class_names=classes, splits=splits, ignored=ignored)
+    return FolderScan(root=root, class_names=classes, splits=splits, ignored=ignored,
+                      nested_split_dirs=sorted(nested))
+
+
+def check_layout(scan, dataset, *, allow_single_class=False, allow_nested_split_folders=False):
+    """Refuses the layouts that a manual_dir one folder too high produces.
+
+    Pointed at the parent of the class folders, a scan sees one "class" (the
+    data set's folder) or finds `train` / `test` folders below the class
+    level; either would quietly give a wrong data set.
+
+    Args:
+        scan: a `FolderScan`.
+        dataset: builder name, for messages.
+        allow_single_class: accept a single class folder.
+        allow_nested_split_folders: accept `train` / `test` folders deeper
+            than directly in a class folder (their files then go to the split
+            of the folder directly in the class folder, or `default_split`).
+
+    Raises:
+        ValueError: naming the folder and what was found there.
+    """
+    root = scan.root
+    if len(scan.class_names) == 1 and not allow_single_class:
+        (only,) = scan.class_names
+        below = sorted(d.name for d in (root / only).iterdir() if d.is_dir() and _visible(d.name))
+        raise ValueError(
+            f"{dataset}: manual_dir {root} holds a single class folder {only!r} "
+            f"({scan.num_files(only)} supported file(s); sub-folders {below[:10]}). A class "
+            f"set needs one folder per class: if {root / only} holds the class folders, "
+            "pass that folder as manual_dir; to prepare a one-class data set on purpose, "
+            "set the config option allow_single_class=True "
+            "(prepare_data.py: --option allow_single_class=true)."
+        )
+    if scan.nested_split_dirs and not allow_nested_split_folders:
+        raise ValueError(
+            f"{dataset}: split folders below the class level in manual_dir {root}: "
+            f"{scan.nested_split_dirs[:5]}. Expected <class>/train and <class>/test directly "
+            f"under manual_dir (class folders found: {scan.class_names[:10]}); manual_dir "
+            "may be one folder too high. To keep this layout, set the config option "
+            "allow_nested_split_folders=True."
+        )
 
 
 def file_seed(relative_path, seed=0) -> int:

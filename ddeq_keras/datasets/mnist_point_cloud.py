@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow_datasets as tfds
 
-from ddeq_keras.datasets import _common, readers
+from ddeq_keras.datasets import _common, _report, readers
 
 _URL = "https://storage.googleapis.com/cvdf-datasets/mnist/"
 _FILES = {
@@ -83,8 +83,6 @@ class MnistPointCloud(_common.BuilderBase):
     60000
     """
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release."}
     BUILDER_CONFIGS = [
         MnistPointCloudConfig(
             name="default",
@@ -99,23 +97,18 @@ class MnistPointCloud(_common.BuilderBase):
 
     def _info(self) -> tfds.core.DatasetInfo:
         config = self.builder_config
-        return tfds.core.DatasetInfo(
-            builder=self,
+        return _common.cloud_info(
+            self,
             description=(
                 "MNIST handwritten digits as 2-D point clouds: every pixel with "
                 f"intensity > {config.threshold} becomes a point (column, row), "
                 f"at most {config.max_points} points per digit (brightest kept)."
             ),
-            features=tfds.features.FeaturesDict(
-                {
-                    "points": tfds.features.Tensor(shape=(None, 2), dtype=np.float32),
-                    "label": tfds.features.ClassLabel(names=[str(i) for i in range(10)]),
-                }
-            ),
-            supervised_keys=("points", "label"),
+            num_dims=2,
+            class_names=[str(i) for i in range(10)],
+            source=False,
             homepage="http://yann.lecun.com/exdb/mnist/",
             citation=_CITATION,
-            metadata=tfds.core.MetadataDict(),
         )
 
     def _find_files(self, dl_manager):
@@ -163,7 +156,7 @@ class MnistPointCloud(_common.BuilderBase):
             raise ValueError(f"{labels_path}: labels outside 0-9")
 
         config = self.builder_config
-        log = _common.SkipLog(self.name, split, self.info.metadata)
+        log = _report.SkipLog(self.name, split, self.info.metadata)
         rows, cols = images.shape[1:]
         flat = images.reshape(len(images), -1)
         above = flat > config.threshold

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 from pathlib import Path
 
 import numpy as np
 import tensorflow_datasets as tfds
 
-from ddeq_keras.datasets import _common, _folders, readers
+from ddeq_keras.datasets import _common, _config, _folders, _report, readers
 
 HDF5_URL = "https://shapenet.cs.stanford.edu/media/modelnet40_ply_hdf5_2048.zip"
 MESH_URL = "http://modelnet.cs.princeton.edu/ModelNet40.zip"
@@ -45,26 +44,20 @@ _CITATION = r"""
 
 
 @dataclasses.dataclass(eq=False)
-class ModelNet40Config(tfds.core.BuilderConfig):
+class ModelNet40Config(_config.FileSourceConfig):
     """Which ModelNet40 release to read and how meshes become clouds.
+
+    Besides the options of `FileSourceConfig` (`mesh_mode`: `"surface"` or
+    `"vertices_voxel"` for the mesh release, sampling sizes, seed,
+    `allow_links_outside`):
 
     Attributes:
         source: `"hdf5"` (PointNet's `modelnet40_ply_hdf5_2048` release, or the
             same layout with 1,024 points) or `"mesh"` (the original OFF files,
             `ModelNet40/<class>/{train,test}/<class>_<id>.off`).
-        mesh_mode: for `"mesh"`: `"surface"` or `"vertices_voxel"` (see
-            `readers.read_mesh_points`).
-        num_samples: surface samples per mesh (`"surface"`).
-        min_points, max_points: point range of `"vertices_voxel"`.
-        seed: mixed with each file's path to seed its sampling.
     """
 
-    source: str = "hdf5"
-    mesh_mode: str = "surface"
-    num_samples: int = 2048
-    min_points: int = 500
-    max_points: int = 800
-    seed: int = 0
+    source: str = _config.choice("hdf5", ("hdf5", "mesh"))
 
 
 class Modelnet40(_common.BuilderBase):
@@ -86,16 +79,14 @@ class Modelnet40(_common.BuilderBase):
 
     Example:
 
-    >>> import tensorflow_datasets as tfds
-    >>> import ddeq_keras.datasets
-    >>> builder = tfds.builder("modelnet40/hdf5", data_dir="/tmp/tfds")  # doctest: +SKIP
-    >>> builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-    ...     manual_dir="../shared/data"))  # doctest: +SKIP
+    >>> import ddeq_keras.datasets as dd
+    >>> builder = dd.prepare("modelnet40/mesh_surface", data_dir="/tmp/tfds",
+    ...                      manual_dir="../shared/data")  # doctest: +SKIP
+    >>> builder.info.splits["test"].num_examples  # doctest: +SKIP
+    2468
     """
 
     name = "modelnet40"
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release."}
     BUILDER_CONFIGS = [
         ModelNet40Config(
             name="hdf5",
@@ -127,24 +118,14 @@ class Modelnet40(_common.BuilderBase):
     )
 
     def _info(self) -> tfds.core.DatasetInfo:
-        config = self.builder_config
-        return tfds.core.DatasetInfo(
-            builder=self,
-            description=(
-                "ModelNet40 CAD models as 3-D point clouds, official split. "
-                + (config.description or "")
-            ),
-            features=tfds.features.FeaturesDict(
-                {
-                    "points": tfds.features.Tensor(shape=(None, 3), dtype=np.float32),
-                    "label": tfds.features.ClassLabel(names=list(MODELNET40_CLASSES)),
-                    "source": tfds.features.Text(),
-                }
-            ),
-            supervised_keys=("points", "label"),
+        return _common.cloud_info(
+            self,
+            description="ModelNet40 CAD models as 3-D point clouds, official split. "
+            + (self.builder_config.description or ""),
+            num_dims=3,
+            class_names=list(MODELNET40_CLASSES),
             homepage="https://modelnet.cs.princeton.edu/",
             citation=_CITATION,
-            metadata=tfds.core.MetadataDict(),
         )
 
     # -- HDF5 ---------------------------------------------------------------
@@ -184,7 +165,7 @@ class Modelnet40(_common.BuilderBase):
 
         _check_shape_names(folder)
         files = _hdf5_split_files(folder, split)
-        log = _common.SkipLog(f"{self.name}/{self.builder_config.name}", split, self.info.metadata)
+        log = _report.SkipLog(f"{self.name}/{self.builder_config.name}", split, self.info.metadata)
         for path in files:
             try:
                 with h5py.File(path, "r") as h5:
@@ -250,24 +231,8 @@ class Modelnet40(_common.BuilderBase):
 
     def _generate_mesh(self, root: Path, files, split):
         config = self.builder_config
-        log = _common.SkipLog(f"{self.name}/{config.name}", split, self.info.metadata)
-        for rel, class_name in files:
-            try:
-                points = readers.read_mesh_points(
-                    root / rel,
-                    mode=config.mesh_mode,
-                    num_samples=config.num_samples,
-                    min_points=config.min_points,
-                    max_points=config.max_points,
-                    seed=_folders.file_seed(rel, config.seed),
-                )
-                points = readers.validate_points(points, root / rel, num_dims=3)
-            except readers.PointFileError as e:
-                log.skip_error(e)
-                continue
-            log.kept += 1
-            yield rel, {"points": points, "label": class_name, "source": rel}
-        log.finish()
+        log = _report.SkipLog(f"{self.name}/{config.name}", split, self.info.metadata)
+        return _common.file_examples(log, root, files, config, num_dims=3)
 
     # -- TFDS entry points ----------------------------------------------------
 
@@ -363,7 +328,7 @@ def _id2file(h5_path: Path, count):
             names = None
         if isinstance(names, list) and len(names) == count:
             return [str(n) for n in names]
-        logging.getLogger("ddeq_keras.datasets").warning(
+        _report.logger.warning(
             "%s: unreadable or does not list %d shapes; `source` left empty", path, count
         )
     return [""] * count

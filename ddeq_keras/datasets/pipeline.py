@@ -19,8 +19,9 @@ import dataclasses
 import math
 
 import tensorflow as tf
+import tensorflow.experimental.numpy as tnp
 
-NORMALIZATIONS = ("std", "sphere", None)
+from ddeq_keras.preprocessing.normalization import NORMALIZATIONS, normalize_points
 TASKS = ("classification", "completion")
 
 
@@ -119,18 +120,8 @@ def _resolve_source(source, split, data_dir, manual_dir):
 
 
 def _normalize(points, method):
-    if method is None:
-        return points
-    center = tf.reduce_mean(points, axis=0, keepdims=True)
-    points = points - center
-    if method == "std":
-        # The authors' anisotropic normalisation: per-axis std of the cloud's
-        # own points. A flat axis (std 0, e.g. a "1" drawn in one column)
-        # is left unscaled instead of dividing by zero.
-        std = tf.math.reduce_std(points, axis=0, keepdims=True)
-        return points / tf.where(std > 1e-8, std, tf.ones_like(std))
-    radius = tf.reduce_max(tf.norm(points, axis=-1))
-    return points / tf.where(radius > 1e-8, radius, 1.0)
+    # The one definition the models' `PointCloudPreprocessor` uses too.
+    return normalize_points(points, tf.ones_like(points[:, :1]), method, tnp)
 
 
 def _subsample(points, num_points, seed):

@@ -5,15 +5,18 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import numpy as np
 import tensorflow_datasets as tfds
 
-from ddeq_keras.datasets import _common, _folders, readers
+from ddeq_keras.datasets import _common, _config, _folders, _report, readers
+from ddeq_keras.datasets.readers.validate import NAN_POLICIES
 
 
 @dataclasses.dataclass(eq=False)
-class PointSetFolderConfig(tfds.core.BuilderConfig):
+class PointSetFolderConfig(_config.FileSourceConfig):
     """How the files of a point-set folder are read.
+
+    Besides the options of `FileSourceConfig` (mesh sampling, seed,
+    `allow_links_outside`):
 
     Attributes:
         num_dims: coordinates per point, the same for every cloud (2 or 3).
@@ -22,59 +25,60 @@ class PointSetFolderConfig(tfds.core.BuilderConfig):
             more (x y z nx ny nz, x y z r g b) instead of skipping them.
         nan_policy: `"skip"` skips a cloud with any NaN / inf coordinate;
             `"drop"` removes the non-finite rows.
-        mesh_mode: how meshes (.off, .obj, .stl, .ply with faces) become
-            clouds: `"surface"`, `"vertices"` or `"vertices_voxel"` (see
-            `readers.read_mesh_points`).
-        num_samples: surface samples per mesh.
-        min_points, max_points: range of `"vertices_voxel"`.
-        seed: mixed with each file's path to seed mesh sampling.
         default_split: split of files directly in a class folder (not under
             `train/` or `test/`).
+        allow_single_class: accept a folder with a single class folder
+            (refused by default: it is what a manual_dir one folder too high
+            gives).
+        allow_nested_split_folders: accept `train` / `test` folders deeper
+            than directly in a class folder (refused by default, same reason).
     """
 
     num_dims: int = 3
     drop_extra_columns: bool = False
-    nan_policy: str = "skip"
-    mesh_mode: str = "surface"
-    num_samples: int = 2048
-    min_points: int = 500
-    max_points: int = 800
-    seed: int = 0
+    nan_policy: str = _config.choice("skip", NAN_POLICIES)
     default_split: str = "train"
+    allow_single_class: bool = False
+    allow_nested_split_folders: bool = False
 
 
 class PointSetFolder(_common.BuilderBase):
     """Point clouds laid out as `root/<class>/[train|test/]<file>`.
 
     `root` is the `manual_dir` (or a single `.zip` archive in it, extracted
-    safely). Class names are the folder names, sorted. A file under
-    `<class>/train/` or `<class>/test/` goes to that split, any other file of
-    a class folder to `default_split`. Formats: `.npy`, `.npz`, `.txt` /
-    `.xyz` / `.csv` / `.pts` (delimited, header optional), `.ply` (ASCII or
-    binary), `.pcd` (ASCII or binary), and the meshes `.off`, `.obj`, `.stl`
-    (sampled). Files that cannot be used (corrupt, NaN, wrong number of
-    columns, unsupported extension) are skipped, counted and logged; the
-    counts are kept in `builder.info.metadata["skipped"]`.
+    safely). Class names are the folder names, sorted; a single class folder,
+    or `train` / `test` folders below the class level, are refused unless
+    the config allows them (both are what a manual_dir one folder too high
+    gives). A file under `<class>/train/` or `<class>/test/` goes to that
+    split, any other file of a class folder to `default_split`. Formats:
+    `.npy`, `.npz`, `.txt` / `.xyz` / `.csv` / `.pts` (delimited, header
+    optional), `.ply` (ASCII or binary), `.pcd` (ascii, binary or
+    binary_compressed), and the meshes `.off`, `.obj`, `.stl` (sampled).
+
+    Files that cannot be used (empty, corrupt, NaN, wrong number of columns,
+    a link to outside the folder) are skipped and logged; each is recorded
+    with its reason in `builder.info.metadata["skipped_files"]` (counts in
+    `["skipped"]`) and in `preparation_report.json` beside the prepared data.
 
     Features: `points` (n, num_dims) float32, `label` (folder names),
     `source` (the file, relative to root).
 
-    Prepare each data set in its own `data_dir` (or give each its own config
-    name): the prepared data is stored under `point_set_folder/<config>/`.
+    The prepared data is stored under `point_set_folder/<config>/`: derive
+    configs with other options with `ddeq_keras.datasets.prepare(...,
+    options=...)`, which names them after their options; data prepared
+    under a config name with other options is refused.
 
     Example:
 
-    >>> import tensorflow_datasets as tfds
-    >>> import ddeq_keras.datasets
-    >>> builder = tfds.builder("point_set_folder", data_dir="/tmp/my_scans")  # doctest: +SKIP
-    >>> builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-    ...     manual_dir="/data/my_scans"))  # doctest: +SKIP
+    >>> import ddeq_keras.datasets as dd
+    >>> builder = dd.prepare("point_set_folder", data_dir="/tmp/my_scans",
+    ...     manual_dir="/data/my_scans", options={"nan_policy": "drop"})  # doctest: +SKIP
     >>> builder.info.features["label"].names  # doctest: +SKIP
     ['chair', 'table']
+    >>> builder.info.metadata["skipped_files"]["train"][:1]  # doctest: +SKIP
+    [{'file': 'chair/train/scan_07.pcd', 'reason': 'empty file', 'detail': '0 bytes'}]
     """
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release."}
     BUILDER_CONFIGS = [
         PointSetFolderConfig(
             name="default", description="3-D clouds, meshes sampled on their surface."
@@ -87,27 +91,12 @@ class PointSetFolder(_common.BuilderBase):
     )
 
     def _info(self) -> tfds.core.DatasetInfo:
-        config = self.builder_config
-        return tfds.core.DatasetInfo(
-            builder=self,
-            description=(
-                "A user's own point sets, one folder per class. "
-                + (config.description or "")
-            ),
-            features=tfds.features.FeaturesDict(
-                {
-                    "points": tfds.features.Tensor(
-                        shape=(None, config.num_dims), dtype=np.float32
-                    ),
-                    # Names are read from the folders in `_split_generators`
-                    # and saved with the prepared data.
-                    "label": tfds.features.ClassLabel(),
-                    "source": tfds.features.Text(),
-                }
-            ),
-            supervised_keys=("points", "label"),
-            citation="",
-            metadata=tfds.core.MetadataDict(),
+        # No label names yet: `_split_generators` reads them from the folders.
+        about = self.builder_config.description or ""
+        return _common.cloud_info(
+            self,
+            description=f"A user's own point sets, one folder per class. {about}".strip(),
+            num_dims=self.builder_config.num_dims,
         )
 
     def _root(self, dl_manager) -> Path:
@@ -142,13 +131,20 @@ class PointSetFolder(_common.BuilderBase):
                 f"{self.name}: no supported files under {root} "
                 f"(class folders {scan.class_names}; formats {readers.SUPPORTED_EXTENSIONS})"
             )
+        _folders.check_layout(
+            scan,
+            self.name,
+            allow_single_class=config.allow_single_class,
+            allow_nested_split_folders=config.allow_nested_split_folders,
+        )
         if scan.ignored:
-            _common.logger.warning(
+            _report.logger.warning(
                 "%s: ignored %d files outside class folders or with unsupported "
                 "extensions, e.g. %s",
                 self.name, len(scan.ignored), scan.ignored[:5],
             )
         self.info.metadata["ignored_files"] = len(scan.ignored)
+        self.info.metadata["ignored_file_names"] = list(scan.ignored)
         self.info.features["label"].names = scan.class_names
         return {
             split: self._generate_examples(root, files, split)
@@ -157,28 +153,12 @@ class PointSetFolder(_common.BuilderBase):
 
     def _generate_examples(self, root, files, split):
         config = self.builder_config
-        log = _common.SkipLog(self.name, split, self.info.metadata)
-        for rel, class_name in files:
-            path = root / rel
-            try:
-                points = readers.read_point_file(
-                    path,
-                    mesh_mode=config.mesh_mode,
-                    num_samples=config.num_samples,
-                    min_points=config.min_points,
-                    max_points=config.max_points,
-                    seed=_folders.file_seed(rel, config.seed),
-                )
-                points = readers.validate_points(
-                    points,
-                    path,
-                    num_dims=config.num_dims,
-                    drop_extra_columns=config.drop_extra_columns,
-                    nan_policy=config.nan_policy,
-                )
-            except readers.PointFileError as e:
-                log.skip_error(e)
-                continue
-            log.kept += 1
-            yield rel, {"points": points, "label": class_name, "source": rel}
-        log.finish()
+        return _common.file_examples(
+            _report.SkipLog(self.name, split, self.info.metadata),
+            root,
+            files,
+            config,
+            num_dims=config.num_dims,
+            drop_extra_columns=config.drop_extra_columns,
+            nan_policy=config.nan_policy,
+        )
