@@ -3,6 +3,8 @@
 Tiny widths (constructor arguments) everywhere except the parameter counts.
 """
 
+import inspect
+
 import numpy as np
 import pytest
 
@@ -209,6 +211,23 @@ def test_config_round_trip(kind):
     clone = model.__class__.from_config(config)
     assert clone.get_config() == config
     assert clone.point_dim == 3
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_config_holds_every_constructor_argument_and_output_shape(kind):
+    model = make_model(kind)
+    config = model.get_config()
+    names = {
+        name
+        for name, p in inspect.signature(type(model).__init__).parameters.items()
+        if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and name != "self"
+    }
+    assert names <= set(config), names - set(config)
+    # Width tuples are stored as JSON gives them back (lists).
+    assert all(not isinstance(v, tuple) for v in config.values())
+    expected = (None, 3) if kind != "pcn" else (None, 16, 2)
+    assert model.compute_output_shape((None, 20, 2)) == expected
+    assert model.compute_output_shape({"points": (None, 20, 2), "mask": (None, 20)}) == expected
 
 
 @pytest.mark.parametrize("kind", KINDS)

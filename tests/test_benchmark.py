@@ -1,4 +1,4 @@
-"""The benchmark script (`training/benchmark.py`) on the current backend, at smoke sizes.
+"""`training/benchmark.py` (and `training/bench/`) on the current backend, at smoke sizes.
 
 One module-scoped smoke run (every section, one model, one timed repeat) feeds most
 tests; it takes most of this file's time because each configuration is compiled.
@@ -10,6 +10,7 @@ import contextlib
 import json
 import math
 import os
+import subprocess
 import sys
 
 import keras
@@ -17,9 +18,11 @@ import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "training"))
+sys.path.insert(0, ROOT)
 
-import benchmark  # noqa: E402
+from training import benchmark  # noqa: E402
+from training.bench import core, worker  # noqa: E402
+from training.bench.data import pack_npz, unpack_npz  # noqa: E402
 
 BACKEND = keras.config.backend()
 
@@ -101,7 +104,7 @@ def test_train_modes_and_ratio(smoke):
 def test_infer_throughput(smoke):
     infer = smoke[1]["sections"]["infer"]
     entry = infer["models"]["ddeq_mnist"]
-    for mode in benchmark.MODES:
+    for mode in core.MODES:
         m = entry["modes"][mode]
         assert positive(m["clouds_per_s"])
         assert m["clouds_per_s"] == pytest.approx(infer["batch_size"] / m["batch_s"])
@@ -119,7 +122,7 @@ def test_jit_settings(smoke):
     assert positive(settings["jit_compile=False"]["step_s"])
     if BACKEND != "torch":
         assert positive(settings["jit_compile=True"]["step_s"])
-    if all(benchmark.ok(e) for e in settings.values()):
+    if all(core.ok(e) for e in settings.values()):
         assert jit["ratio_false_over_true"] == pytest.approx(
             settings["jit_compile=False"]["step_s"] / settings["jit_compile=True"]["step_s"])
 
@@ -157,7 +160,7 @@ def test_solvers_section(smoke):
     if euler["evals_mean_converged"] is not None:
         assert euler["evals_mean_converged"] >= 1
     anderson = solvers["results"]["anderson"]
-    assert benchmark.ok(anderson), anderson
+    assert core.ok(anderson), anderson
     assert 0.0 <= anderson["accuracy"] <= 1.0 and anderson["evals_max"] >= 1
     assert anderson["evals_max"] <= solvers["max_steps"] + 1
     assert anderson["config"]["solver"] == "anderson"
@@ -176,6 +179,16 @@ def test_tables_from_saved_runs(smoke, capsys):
     assert out["table"] in combined
 
 
+@pytest.mark.parametrize("command", [["training/benchmark.py"], ["-m", "training.benchmark"]])
+def test_command_line_as_script_and_module(smoke, command):
+    # Both ways of running it from the repository root print the tables of `main`.
+    path = smoke[2]
+    out = subprocess.run([sys.executable, *command, "--table-only", str(path)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    expected = benchmark.main(["--table-only", str(path)])["table"]
+    assert "Training step" in expected and out == expected + "\n"
+
+
 def test_failed_configurations_are_recorded():
     with single_threaded():
         results = benchmark.main(["--smoke", "--sections", "train,solvers", "--models",
@@ -190,7 +203,7 @@ def test_failed_configurations_are_recorded():
 def test_worker_timeout_is_an_error():
     cfg = dict(task="memory", model="ddeq_mnist", kwargs={}, overrides={}, batch_size=1,
                num_points=8, jit_compile="auto", repeats=1)
-    entry = benchmark.run_worker_subprocess(cfg, timeout=0.5)
+    entry = worker.run_worker_subprocess(cfg, timeout=0.5)
     assert "timed out" in entry["error"]
 
 
@@ -201,19 +214,19 @@ def test_pack_npz_round_trip(tmp_path, rng):
     points = np.where(mask[..., None], rng.normal(size=(num, length, dim)), 0).astype("float32")
     labels = np.array([3, 0, 9, 1, 4])
     path = tmp_path / "clouds.npz"
-    benchmark.pack_npz(points, mask, labels, path)
+    pack_npz(points, mask, labels, path)
     with np.load(path) as data:
         assert sorted(data.files) == ["test_counts", "test_labels", "test_points"]
         assert data["test_points"].shape == (counts.sum(), dim)
-    x, y = benchmark.unpack_npz(path, length)
+    x, y = unpack_npz(path, length)
     np.testing.assert_array_equal(x["points"], points)
     np.testing.assert_array_equal(x["mask"], mask)
     np.testing.assert_array_equal(y, labels)
     assert x["points"].dtype == np.float32 and x["mask"].dtype == bool
     # A longer padded length pads with zeros; max_examples takes the first clouds.
-    x2, y2 = benchmark.unpack_npz(path, length + 4, max_examples=2)
+    x2, y2 = unpack_npz(path, length + 4, max_examples=2)
     np.testing.assert_array_equal(x2["points"][:, :length], points[:2])
     assert not x2["mask"][:, length:].any() and not x2["points"][:, length:].any()
     np.testing.assert_array_equal(y2, labels[:2])
     with pytest.raises(ValueError, match="more than the padded length"):
-        benchmark.unpack_npz(path, length - 1)
+        unpack_npz(path, length - 1)

@@ -4,6 +4,7 @@ Tolerance: float32 computations against float64 references, rtol 1e-5 / atol 1e-
 (a few float32 roundings of O(1) values).
 """
 
+import ml_dtypes
 import numpy as np
 import pytest
 from keras import ops
@@ -38,6 +39,35 @@ def test_masked_reductions_match_numpy(rng):
         np.testing.assert_allclose(to_numpy(dops.masked_max(x, mask))[i], valid.max(0), RTOL, ATOL)
         np.testing.assert_allclose(to_numpy(dops.masked_std(x, mask))[i], valid.std(0), RTOL, ATOL)
     np.testing.assert_allclose(to_numpy(dops.count_valid(mask)), mask.sum(1))
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32", "int32"])
+def test_masked_max_in_low_precision_and_integer_dtypes(dtype):
+    # Small integers are exact in every dtype here, so the check is exact. A
+    # sample without valid elements gives the dtype's lowest finite value
+    # (never -inf, so later layers see no inf).
+    x = np.array([[[1.0, -3.0], [-5.0, 2.0], [9.0, 9.0]],
+                  [[-2.0, 4.0], [7.0, 7.0], [8.0, 8.0]]], "float32")
+    mask = np.array([[True, True, False], [False, False, False]])
+    got = dops.masked_max(ops.cast(x, dtype), mask)
+    assert ops.dtype(got) == dtype
+    got = to_numpy(ops.cast(got, "float64"))
+    np.testing.assert_array_equal(got[0], [1.0, 2.0])
+    lowest = float(ml_dtypes.finfo(dtype).min if "float" in dtype else np.iinfo(dtype).min)
+    np.testing.assert_array_equal(got[1], [lowest, lowest])
+    assert np.all(np.isfinite(got))
+
+
+def test_masked_max_rejects_other_dtypes():
+    with pytest.raises(ValueError, match="float or integer"):
+        dops.masked_max(ops.ones((1, 2, 1), "bool"), np.array([[True, False]]))
+
+
+def test_zero_padded_zeros_padded_rows_only(rng):
+    x, mask = _masked_cloud(rng)
+    got = to_numpy(dops.zero_padded(x, mask))
+    np.testing.assert_array_equal(got, np.where(mask[..., None], x, 0.0))
+    np.testing.assert_array_equal(to_numpy(dops.zero_padded(x, None)), x)
 
 
 def test_reductions_ignore_padding_values(rng):

@@ -3,12 +3,12 @@
 import keras
 from keras import ops
 
-from ddeq_keras.layers.feedforward import _clone_initializer, _serialize
-from ddeq_keras.ops import masked_sum
+from ddeq_keras.layers._common import ConfigFieldsMixin, clone_initializer
+from ddeq_keras.ops import masked_sum, zero_padded
 
 
 @keras.saving.register_keras_serializable(package="ddeq_keras")
-class EquivariantBilinear(keras.layers.Layer):
+class EquivariantBilinear(ConfigFieldsMixin, keras.layers.Layer):
     """Bilinear interaction of every particle with the sum of a context set.
 
     ``B_i = act(LN(sum_{p,d} z_ip alpha_phd s_d + b_h))`` with
@@ -48,6 +48,8 @@ class EquivariantBilinear(keras.layers.Layer):
     >>> y2 = layer(z, s=s)                  # == y
     """
 
+    config_fields = ("units", "activation", "epsilon", "alpha_initializer", "bias_initializer")
+
     def __init__(
         self,
         units=16,
@@ -75,12 +77,12 @@ class EquivariantBilinear(keras.layers.Layer):
             raise ValueError(f"{self.name}: build it with `s_shape` or `x_shape`.")
         self.alpha = self.add_weight(
             shape=(inputs_shape[-1], self.units, context_shape[-1]),
-            initializer=_clone_initializer(self.alpha_initializer),
+            initializer=clone_initializer(self.alpha_initializer),
             name="alpha",
         )
         self.bias = self.add_weight(
             shape=(self.units,),
-            initializer=_clone_initializer(self.bias_initializer),
+            initializer=clone_initializer(self.bias_initializer),
             name="bias",
         )
         self.norm.build(tuple(inputs_shape)[:-1] + (self.units,))
@@ -98,27 +100,10 @@ class EquivariantBilinear(keras.layers.Layer):
         # Contract alpha with s first: one (z_features, units) matrix per set.
         weights = ops.einsum("phd,bd->bph", self.alpha, s)
         y = ops.einsum("bnp,bph->bnh", inputs, weights) + self.bias
-        y = self.activation(self.norm(y))
-        if mask is not None:
-            keep = ops.expand_dims(ops.cast(mask, "bool"), -1)
-            y = ops.where(keep, y, ops.zeros_like(y))
-        return y
+        return zero_padded(self.activation(self.norm(y)), mask)
 
     def compute_mask(self, inputs, mask=None):
         return mask
 
     def compute_output_shape(self, inputs_shape, s_shape=None, x_shape=None):
         return tuple(inputs_shape)[:-1] + (self.units,)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "units": self.units,
-                "activation": keras.activations.serialize(self.activation),
-                "epsilon": self.epsilon,
-                "alpha_initializer": _serialize(self.alpha_initializer),
-                "bias_initializer": _serialize(self.bias_initializer),
-            }
-        )
-        return config

@@ -3,11 +3,12 @@
 import keras
 from keras import ops
 
-from ddeq_keras.layers.feedforward import _clone_initializer, _serialize
+from ddeq_keras.layers._common import ConfigFieldsMixin, dense
+from ddeq_keras.ops import zero_padded
 
 
 @keras.saving.register_keras_serializable(package="ddeq_keras")
-class AffineCouplingEmbedding(keras.layers.Layer):
+class AffineCouplingEmbedding(ConfigFieldsMixin, keras.layers.Layer):
     """Zero-pads points to ``latent_dim`` and applies one affine coupling layer.
 
     Used by DDEQ point-cloud completion to move 2-D points into the 128-D
@@ -52,6 +53,9 @@ class AffineCouplingEmbedding(keras.layers.Layer):
     >>> back = emb.project(z)        # == pts
     """
 
+    config_fields = ("latent_dim", "hidden_units", "activation", "scale_activation",
+                     "kernel_initializer", "bias_initializer")
+
     def __init__(
         self,
         latent_dim=128,
@@ -80,14 +84,7 @@ class AffineCouplingEmbedding(keras.layers.Layer):
         self.shift_output = self._dense(self.latent_dim - self.split, None, "shift_output")
 
     def _dense(self, units, activation, name):
-        return keras.layers.Dense(
-            units,
-            activation=activation,
-            kernel_initializer=_clone_initializer(self.kernel_initializer),
-            bias_initializer=_clone_initializer(self.bias_initializer),
-            dtype=self.dtype_policy,
-            name=name,
-        )
+        return dense(self, units, activation, name)
 
     def build(self, input_shape):
         input_shape = tuple(input_shape)
@@ -142,30 +139,10 @@ class AffineCouplingEmbedding(keras.layers.Layer):
         return z[..., : (point_dim or self.point_dim)]
 
     def call(self, inputs, mask=None):
-        y = self.couple(self.pad(inputs))
-        if mask is not None:
-            keep = ops.expand_dims(ops.cast(mask, "bool"), -1)
-            y = ops.where(keep, y, ops.zeros_like(y))
-        return y
+        return zero_padded(self.couple(self.pad(inputs)), mask)
 
     def compute_mask(self, inputs, mask=None):
         return mask
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)[:-1] + (self.latent_dim,)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "latent_dim": self.latent_dim,
-                "hidden_units": self.hidden_units,
-                "activation": keras.activations.serialize(self.activation),
-                "scale_activation": None
-                if self.scale_activation is None
-                else keras.activations.serialize(self.scale_activation),
-                "kernel_initializer": _serialize(self.kernel_initializer),
-                "bias_initializer": _serialize(self.bias_initializer),
-            }
-        )
-        return config

@@ -13,15 +13,7 @@ of times, pure).
 import keras
 from keras import ops
 
-
-def _serialize(obj):
-    return keras.saving.serialize_keras_object(obj)
-
-
-def _clone_initializer(initializer):
-    """A fresh initializer object (sub-layers must not share seeded instances)."""
-    initializer = keras.initializers.get(initializer)
-    return initializer.__class__.from_config(initializer.get_config())
+from ddeq_keras.layers._common import ConfigFieldsMixin, dense, dropout_rate
 
 
 def apply_dropout_mask(h, dropout_mask, rate):
@@ -50,7 +42,7 @@ def apply_dropout_mask(h, dropout_mask, rate):
 
 
 @keras.saving.register_keras_serializable(package="ddeq_keras")
-class FeedForward(keras.layers.Layer):
+class FeedForward(ConfigFieldsMixin, keras.layers.Layer):
     """Two-layer position-wise MLP with dropout on the hidden layer.
 
     ``y = W2 dropout(act(W1 x + b1)) + b2``, applied to every element of a set
@@ -90,6 +82,9 @@ class FeedForward(keras.layers.Layer):
     >>> y2 = ff(z, dropout_mask=keep)  # identical to y1
     """
 
+    config_fields = ("hidden_units", "output_units", "rate", "activation", "use_bias",
+                     "kernel_initializer", "bias_initializer", "seed")
+
     def __init__(
         self,
         hidden_units=512,
@@ -103,11 +98,9 @@ class FeedForward(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if not 0.0 <= float(rate) < 1.0:
-            raise ValueError(f"`rate` must be in [0, 1); received {rate}.")
         self.hidden_units = int(hidden_units)
         self.output_units = None if output_units is None else int(output_units)
-        self.rate = float(rate)
+        self.rate = dropout_rate(rate, "rate")
         self.activation = keras.activations.get(activation)
         self.use_bias = use_bias
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
@@ -121,24 +114,9 @@ class FeedForward(keras.layers.Layer):
     def build(self, input_shape):
         input_shape = tuple(input_shape)
         units = self.output_units or input_shape[-1]
-        self.hidden_dense = keras.layers.Dense(
-            self.hidden_units,
-            activation=self.activation,
-            use_bias=self.use_bias,
-            kernel_initializer=_clone_initializer(self.kernel_initializer),
-            bias_initializer=_clone_initializer(self.bias_initializer),
-            dtype=self.dtype_policy,
-            name="hidden",
-        )
+        self.hidden_dense = dense(self, self.hidden_units, self.activation, "hidden")
         self.hidden_dense.build(input_shape)
-        self.output_dense = keras.layers.Dense(
-            units,
-            use_bias=self.use_bias,
-            kernel_initializer=_clone_initializer(self.kernel_initializer),
-            bias_initializer=_clone_initializer(self.bias_initializer),
-            dtype=self.dtype_policy,
-            name="output",
-        )
+        self.output_dense = dense(self, units, None, "output")
         self.output_dense.build(input_shape[:-1] + (self.hidden_units,))
 
     def sample_dropout_mask(self, batch_size, training=None, dtype=None):
@@ -174,19 +152,3 @@ class FeedForward(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)[:-1] + (self.output_units or input_shape[-1],)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "hidden_units": self.hidden_units,
-                "output_units": self.output_units,
-                "rate": self.rate,
-                "activation": keras.activations.serialize(self.activation),
-                "use_bias": self.use_bias,
-                "kernel_initializer": _serialize(self.kernel_initializer),
-                "bias_initializer": _serialize(self.bias_initializer),
-                "seed": self.seed,
-            }
-        )
-        return config

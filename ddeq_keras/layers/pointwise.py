@@ -1,13 +1,13 @@
 """Point-wise (per set element) MLP with masking."""
 
 import keras
-from keras import ops
 
-from ddeq_keras.layers.feedforward import _clone_initializer, _serialize
+from ddeq_keras.layers._common import ConfigFieldsMixin, dense
+from ddeq_keras.ops import zero_padded
 
 
 @keras.saving.register_keras_serializable(package="ddeq_keras")
-class PointwiseMLP(keras.layers.Layer):
+class PointwiseMLP(ConfigFieldsMixin, keras.layers.Layer):
     """``Dense(hidden_units, activation) -> Dense(output_units)`` on every point.
 
     The same MLP is applied to each element of a set, so the layer is
@@ -34,6 +34,9 @@ class PointwiseMLP(keras.layers.Layer):
     >>> y = mlp(keras.random.normal((2, 10, 128)))  # (2, 10, 16)
     """
 
+    config_fields = ("hidden_units", "output_units", "activation", "use_bias",
+                     "kernel_initializer", "bias_initializer")
+
     def __init__(
         self,
         hidden_units,
@@ -52,24 +55,8 @@ class PointwiseMLP(keras.layers.Layer):
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.supports_masking = True
-        common = dict(
-            use_bias=use_bias, dtype=self.dtype_policy
-        )
-        self.hidden_dense = keras.layers.Dense(
-            self.hidden_units,
-            activation=self.activation,
-            kernel_initializer=_clone_initializer(self.kernel_initializer),
-            bias_initializer=_clone_initializer(self.bias_initializer),
-            name="hidden",
-            **common,
-        )
-        self.output_dense = keras.layers.Dense(
-            self.output_units,
-            kernel_initializer=_clone_initializer(self.kernel_initializer),
-            bias_initializer=_clone_initializer(self.bias_initializer),
-            name="output",
-            **common,
-        )
+        self.hidden_dense = dense(self, self.hidden_units, self.activation, "hidden")
+        self.output_dense = dense(self, self.output_units, None, "output")
 
     def build(self, input_shape):
         input_shape = tuple(input_shape)
@@ -77,28 +64,10 @@ class PointwiseMLP(keras.layers.Layer):
         self.output_dense.build(input_shape[:-1] + (self.hidden_units,))
 
     def call(self, inputs, mask=None):
-        y = self.output_dense(self.hidden_dense(inputs))
-        if mask is not None:
-            keep = ops.expand_dims(ops.cast(mask, "bool"), -1)
-            y = ops.where(keep, y, ops.zeros_like(y))
-        return y
+        return zero_padded(self.output_dense(self.hidden_dense(inputs)), mask)
 
     def compute_mask(self, inputs, mask=None):
         return mask
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)[:-1] + (self.output_units,)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "hidden_units": self.hidden_units,
-                "output_units": self.output_units,
-                "activation": keras.activations.serialize(self.activation),
-                "use_bias": self.use_bias,
-                "kernel_initializer": _serialize(self.kernel_initializer),
-                "bias_initializer": _serialize(self.bias_initializer),
-            }
-        )
-        return config

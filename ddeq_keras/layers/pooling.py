@@ -2,14 +2,23 @@
 
 import keras
 
+from ddeq_keras.layers._common import ConfigFieldsMixin
 from ddeq_keras.ops import masked_max, masked_mean
 
 
-class _MaskedPooling(keras.layers.Layer):
+class _MaskedPooling(ConfigFieldsMixin, keras.layers.Layer):
+    """A masked reduction ``_reduce(inputs, mask, axis=1, keepdims)`` as a layer."""
+
+    config_fields = ("keepdims",)
+    _reduce = None  # set by the subclasses: a function of `ddeq_keras.ops`
+
     def __init__(self, keepdims=False, **kwargs):
         super().__init__(**kwargs)
         self.keepdims = bool(keepdims)
         self.supports_masking = True
+
+    def call(self, inputs, mask=None):
+        return self._reduce(inputs, mask, axis=1, keepdims=self.keepdims)
 
     def compute_mask(self, inputs, mask=None):
         return None
@@ -19,11 +28,6 @@ class _MaskedPooling(keras.layers.Layer):
         if self.keepdims:
             return (input_shape[0], 1) + input_shape[2:]
         return (input_shape[0],) + input_shape[2:]
-
-    def get_config(self):
-        config = super().get_config()
-        config["keepdims"] = self.keepdims
-        return config
 
 
 @keras.saving.register_keras_serializable(package="ddeq_keras")
@@ -47,29 +51,19 @@ class MaskedMaxPooling(_MaskedPooling):
     >>> y = pool(keras.random.normal((2, 10, 128)))  # (2, 128)
     """
 
-    def call(self, inputs, mask=None):
-        return masked_max(inputs, mask, axis=1, keepdims=self.keepdims)
+    _reduce = staticmethod(masked_max)
 
 
 @keras.saving.register_keras_serializable(package="ddeq_keras")
 class MaskedMeanPooling(_MaskedPooling):
     """Mean over the valid elements of each set (the set axis is 1).
 
-    Permutation-invariant; padded elements (``mask`` False) are ignored. A
-    set without valid elements gives 0.
-
-    Args:
-        keepdims: keep the set axis (length 1).
-        **kwargs: base `keras.layers.Layer` arguments.
-
-    Call arguments:
-        inputs: ``(batch, n, features)``.
-        mask: boolean ``(batch, n)``, True for real elements.
+    Permutation-invariant; padded elements are ignored. A set without valid
+    elements gives 0. Arguments and call arguments as `MaskedMaxPooling`.
 
     Example:
-    >>> pool = MaskedMeanPooling()
-    >>> y = pool(keras.random.normal((2, 10, 128)))  # (2, 128)
+    >>> pool = MaskedMeanPooling(keepdims=True)
+    >>> y = pool(keras.random.normal((2, 10, 128)))  # (2, 1, 128)
     """
 
-    def call(self, inputs, mask=None):
-        return masked_mean(inputs, mask, axis=1, keepdims=self.keepdims)
+    _reduce = staticmethod(masked_mean)

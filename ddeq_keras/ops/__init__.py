@@ -15,6 +15,7 @@ from ddeq_keras.ops.masked import (
     masked_mean,
     masked_std,
     masked_sum,
+    zero_padded,
 )
 
 __all__ = [
@@ -30,4 +31,5 @@ __all__ = [
     "pairwise_distances",
     "riesz_kernel",
     "safe_norm",
+    "zero_padded",
 ]

@@ -5,6 +5,8 @@ Sets are padded to a fixed length and carry a boolean ``mask`` of shape
 rows, so a result never depends on how much padding a batch has.
 """
 
+import ml_dtypes
+import numpy as np
 from keras import ops
 
 
@@ -14,6 +16,21 @@ def _expand(mask, x):
     while len(mask.shape) < len(x.shape):
         mask = ops.expand_dims(mask, -1)
     return mask
+
+
+def zero_padded(x, mask=None):
+    """``x`` with the rows of padded elements set to 0.
+
+    Args:
+        x: tensor ``(batch, n, ...)``.
+        mask: boolean ``(batch, n)`` or None (then ``x`` is returned as it is).
+
+    Example:
+    >>> zero_padded(ops.ones((1, 3, 2)), ops.array([[True, True, False]]))
+    """
+    if mask is None:
+        return x
+    return ops.where(_expand(mask, x), x, ops.zeros_like(x))
 
 
 def masked_sum(x, mask=None, axis=1, keepdims=False):
@@ -28,9 +45,7 @@ def masked_sum(x, mask=None, axis=1, keepdims=False):
     Example:
     >>> masked_sum(ops.ones((2, 3, 4)), ops.array([[1, 1, 0], [1, 0, 0]], "bool"))
     """
-    x = ops.convert_to_tensor(x)
-    if mask is not None:
-        x = ops.where(_expand(mask, x), x, ops.zeros_like(x))
+    x = zero_padded(ops.convert_to_tensor(x), mask)
     return ops.sum(x, axis=axis, keepdims=keepdims)
 
 
@@ -59,7 +74,8 @@ def masked_mean(x, mask=None, axis=1, keepdims=False):
 def masked_max(x, mask=None, axis=1, keepdims=False):
     """Maximum over the valid elements of ``x`` along the set axis.
 
-    A sample without valid elements gives the dtype's lowest finite value.
+    A sample without valid elements gives the dtype's lowest finite value
+    (float types, bfloat16 included, and integer types).
     """
     x = ops.convert_to_tensor(x)
     if mask is not None:
@@ -77,6 +93,14 @@ def masked_std(x, mask=None, axis=1, keepdims=False, epsilon=0.0):
 
 
 def _lowest(dtype):
-    import numpy as np
+    """The lowest finite value of ``dtype``, the fill value of padded elements.
 
-    return float(np.finfo(dtype).min)
+    ``ml_dtypes.finfo`` knows bfloat16 (and the float8 types) by name, which
+    ``numpy.finfo`` does only once ml_dtypes has registered them; integer
+    types take their own minimum, which no float fill value can express.
+    """
+    if "int" in dtype:
+        return int(np.iinfo(dtype).min)
+    if "float" in dtype:
+        return float(ml_dtypes.finfo(dtype).min)
+    raise ValueError(f"masked_max needs a float or integer tensor; got dtype {dtype}.")

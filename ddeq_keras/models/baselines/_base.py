@@ -9,6 +9,7 @@ is called without arguments (``"auto"``).
 
 import keras
 
+from ddeq_keras.layers._common import ConfigFieldsMixin, serialize  # noqa: F401
 from ddeq_keras.models.inputs import points_shape, prepare_cloud, split_cloud  # noqa: F401
 
 
@@ -24,12 +25,13 @@ def resolve_optimizer(optimizer):
     return optimizer
 
 
-class BaselineModel(keras.Model):
+class BaselineModel(ConfigFieldsMixin, keras.Model):
     """Base of the baseline models: restores their custom ``compile`` on load.
 
     Subclasses override ``compile`` with ``"auto"`` defaults; Keras then skips
     the compile step of `keras.saving.load_model` unless ``compile_from_config``
-    is overridden too, which is done here.
+    is overridden too, which is done here. Their configs are the attributes
+    named in ``config_fields`` (see `ConfigFieldsMixin`).
     """
 
     def compile_from_config(self, config):
@@ -44,7 +46,12 @@ class BaselineModel(keras.Model):
 
 
 class ClassifierMixin:
-    """``compile`` defaults of the classifiers."""
+    """``compile`` defaults and output shape of the classifiers (which have
+    ``point_dim`` and ``num_classes``)."""
+
+    def compute_output_shape(self, inputs_shape):
+        shape = points_shape(inputs_shape, self.point_dim)
+        return (shape[0], self.num_classes)
 
     def compile(self, optimizer="auto", loss="auto", metrics="auto", **kwargs):
         """Configures training; ``"auto"`` picks the defaults below.
@@ -66,10 +73,6 @@ class ClassifierMixin:
         super().compile(
             optimizer=resolve_optimizer(optimizer), loss=loss, metrics=metrics, **kwargs
         )
-
-
-def serialize(obj):
-    return keras.saving.serialize_keras_object(obj)
 
 
 def ensure_units(units, name):

@@ -115,6 +115,8 @@ class PCNCompleter2D(_base.BaselineModel):
     >>> model.fit(completion_ds, epochs=10)  # doctest: +SKIP
     """
 
+    config_fields = ("num_output_points", "point_dim", "encoder_units", "decoder_units")
+
     def __init__(
         self,
         num_output_points=351,
@@ -203,18 +205,6 @@ class PCNCompleter2D(_base.BaselineModel):
     def compute_output_shape(self, inputs_shape):
         shape = _base.points_shape(inputs_shape, self.point_dim)
         return (shape[0], self.num_output_points, self.point_dim)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "num_output_points": self.num_output_points,
-                "point_dim": self.point_dim,
-                "encoder_units": [list(u) for u in self.encoder_units],
-                "decoder_units": list(self.decoder_units),
-            }
-        )
-        return config
 
     # --------------------------------------------------------------- training
     def compile(self, optimizer="auto", loss="auto", metrics="auto", **kwargs):

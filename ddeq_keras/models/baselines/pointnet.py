@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from ddeq_keras.layers._common import ConfigFieldsMixin, dropout_rate
 from ddeq_keras.models.baselines import _base
 from ddeq_keras.ops import masked_max
 
@@ -36,7 +37,7 @@ def _run_stack(pairs, x, mask=None, training=None, dropouts=None):
 
 
 @keras.saving.register_keras_serializable(package="ddeq_keras")
-class PointNetTransform(keras.layers.Layer):
+class PointNetTransform(ConfigFieldsMixin, keras.layers.Layer):
     """PointNet T-Net: predicts a ``(k, k)`` transform of a masked point set.
 
     Shared per-point MLP (Dense -> BatchNorm -> ReLU per layer), masked max
@@ -66,6 +67,8 @@ class PointNetTransform(keras.layers.Layer):
     >>> tnet = PointNetTransform(num_features=3)
     >>> t = tnet(keras.random.normal((2, 50, 3)))  # (2, 3, 3), identity at init
     """
+
+    config_fields = ("num_features", "mlp_units", "head_units", "bn_momentum", "bn_epsilon")
 
     def __init__(
         self,
@@ -120,19 +123,6 @@ class PointNetTransform(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_features, self.num_features)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "num_features": self.num_features,
-                "mlp_units": list(self.mlp_units),
-                "head_units": list(self.head_units),
-                "bn_momentum": self.bn_momentum,
-                "bn_epsilon": self.bn_epsilon,
-            }
-        )
-        return config
 
 
 @keras.saving.register_keras_serializable(package="ddeq_keras")
@@ -208,6 +198,23 @@ class PointNetClassifier(_base.ClassifierMixin, _base.BaselineModel):
     >>> model.fit(train_ds, epochs=10)  # doctest: +SKIP
     """
 
+    config_fields = (
+        "num_classes",
+        "point_dim",
+        "point_mlp_units",
+        "feature_mlp_units",
+        "head_units",
+        "dropout",
+        "input_transform",
+        "feature_transform",
+        "feature_transform_weight",
+        "transform_mlp_units",
+        "transform_head_units",
+        "bn_momentum",
+        "bn_epsilon",
+        "seed",
+    )
+
     def __init__(
         self,
         num_classes,
@@ -236,9 +243,7 @@ class PointNetClassifier(_base.ClassifierMixin, _base.BaselineModel):
         if not self.feature_mlp_units:
             raise ValueError("`feature_mlp_units` needs at least one width.")
         self.head_units = _base.ensure_units(head_units, "head_units")
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"`dropout` must be in [0, 1); received {dropout}.")
-        self.dropout = float(dropout)
+        self.dropout = dropout_rate(dropout, "dropout")
         self.input_transform = bool(input_transform)
         self.feature_transform = bool(feature_transform)
         self.feature_transform_weight = float(feature_transform_weight)
@@ -325,29 +330,3 @@ class PointNetClassifier(_base.ClassifierMixin, _base.BaselineModel):
         g = masked_max(x, mask, axis=1)
         g = _run_stack(self.head_layers, g, training=training, dropouts=self.head_dropouts)
         return self.classifier(g)
-
-    def compute_output_shape(self, inputs_shape):
-        shape = _base.points_shape(inputs_shape, self.point_dim)
-        return (shape[0], self.num_classes)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "num_classes": self.num_classes,
-                "point_dim": self.point_dim,
-                "point_mlp_units": list(self.point_mlp_units),
-                "feature_mlp_units": list(self.feature_mlp_units),
-                "head_units": list(self.head_units),
-                "dropout": self.dropout,
-                "input_transform": self.input_transform,
-                "feature_transform": self.feature_transform,
-                "feature_transform_weight": self.feature_transform_weight,
-                "transform_mlp_units": list(self.transform_mlp_units),
-                "transform_head_units": list(self.transform_head_units),
-                "bn_momentum": self.bn_momentum,
-                "bn_epsilon": self.bn_epsilon,
-                "seed": self.seed,
-            }
-        )
-        return config

@@ -3,7 +3,8 @@
 import keras
 from keras import ops
 
-from ddeq_keras.layers.attention import ISAB, PMA
+from ddeq_keras.layers import ISAB, PMA
+from ddeq_keras.layers._common import dropout_rate
 from ddeq_keras.models.baselines import _base
 
 
@@ -70,6 +71,22 @@ class SetTransformerClassifier(_base.ClassifierMixin, _base.BaselineModel):
     >>> logits = model(batch)  # (2, 40)
     """
 
+    config_fields = (
+        "num_classes",
+        "point_dim",
+        "hidden_dim",
+        "num_heads",
+        "num_inducing_points",
+        "num_isab",
+        "ff_dim",
+        "num_seeds",
+        "dropout",
+        "pma_rff",
+        "norm_first",
+        "epsilon",
+        "seed",
+    )
+
     def __init__(
         self,
         num_classes,
@@ -101,9 +118,7 @@ class SetTransformerClassifier(_base.ClassifierMixin, _base.BaselineModel):
         self.num_isab = int(num_isab)
         self.ff_dim = int(ff_dim)
         self.num_seeds = int(num_seeds)
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"`dropout` must be in [0, 1); received {dropout}.")
-        self.dropout = float(dropout)
+        self.dropout = dropout_rate(dropout, "dropout")
         self.pma_rff = bool(pma_rff)
         self.norm_first = bool(norm_first)
         self.epsilon = float(epsilon)
@@ -153,28 +168,3 @@ class SetTransformerClassifier(_base.ClassifierMixin, _base.BaselineModel):
         y = ops.reshape(y, (-1, self.num_seeds * self.hidden_dim))
         y = self.post_pool_dropout(y, training=training)
         return self.classifier(y)
-
-    def compute_output_shape(self, inputs_shape):
-        shape = _base.points_shape(inputs_shape, self.point_dim)
-        return (shape[0], self.num_classes)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "num_classes": self.num_classes,
-                "point_dim": self.point_dim,
-                "hidden_dim": self.hidden_dim,
-                "num_heads": self.num_heads,
-                "num_inducing_points": self.num_inducing_points,
-                "num_isab": self.num_isab,
-                "ff_dim": self.ff_dim,
-                "num_seeds": self.num_seeds,
-                "dropout": self.dropout,
-                "pma_rff": self.pma_rff,
-                "norm_first": self.norm_first,
-                "epsilon": self.epsilon,
-                "seed": self.seed,
-            }
-        )
-        return config
