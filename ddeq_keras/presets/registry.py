@@ -1,0 +1,132 @@
+"""The zoo's registry: preset names, their Hub repos, pinned revisions and file hashes.
+
+An entry pins a Hub commit and the sha256 of every file, so a name always loads the
+same bytes: the files are checked after download (and, for a copy shipped under
+``zoo/<name>/`` in a checkout of this repository, before loading from there with no
+network). Add an entry with the output of `entry_for_folder` after publishing.
+"""
+
+import dataclasses
+import hashlib
+import re
+from pathlib import Path
+
+from ddeq_keras.presets.errors import PresetError
+
+# The checkout's zoo/ folder (absent in an installed wheel: then nothing is shipped).
+ZOO_DIR = Path(__file__).resolve().parents[2] / "zoo"
+
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+
+@dataclasses.dataclass(frozen=True)
+class PresetEntry:
+    """One registered preset.
+
+    Attributes:
+        repo_id: its Hub repo, ``owner/name``.
+        revision: the pinned Hub commit (40 hex digits).
+        sha256: file name -> sha256 hex digest, for every file of the preset.
+        description: one line for `list_presets` users.
+    """
+
+    repo_id: str
+    revision: str
+    sha256: dict
+    description: str = ""
+
+    def __post_init__(self):
+        if not _COMMIT.match(self.revision):
+            raise PresetError(f"registry entry for {self.repo_id}: revision {self.revision!r} "
+                              "must be a full commit sha (40 hex digits), not a branch or tag")
+        from ddeq_keras.presets.format import REQUIRED_FILES
+
+        missing = [name for name in REQUIRED_FILES if name not in self.sha256]
+        if missing:
+            raise PresetError(f"registry entry for {self.repo_id} lacks hashes of {missing}")
+
+
+# name -> PresetEntry. Empty until the first trained weights are published.
+PRESETS = {}
+
+
+def list_presets():
+    """The registered preset names, sorted."""
+    return sorted(PRESETS)
+
+
+def get_entry(name):
+    """The registry entry of `name`.
+
+    Raises:
+        PresetError: for an unknown name, listing the known ones.
+    """
+    try:
+        return PRESETS[name]
+    except KeyError:
+        known = ", ".join(list_presets()) or "none yet"
+        raise PresetError(
+            f"unknown preset {name!r}; registered presets: {known}. Pass a registered "
+            "name, a local preset folder or hf://owner/name[@revision]"
+        ) from None
+
+
+def shipped_folder(name):
+    """The folder ``zoo/<name>/`` of this checkout, or None if it is not there."""
+    folder = ZOO_DIR / name
+    return folder if folder.is_dir() else None
+
+
+def sha256_of(path):
+    """The hex sha256 digest of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_files(entry, folder, origin):
+    """Checks every file of `entry` in `folder` against its pinned sha256.
+
+    Args:
+        entry: a `PresetEntry`.
+        folder: where the files are.
+        origin: words for the error message (where the folder came from).
+
+    Raises:
+        PresetError: naming the file whose hash differs or that is missing.
+    """
+    for name, expected in sorted(entry.sha256.items()):
+        path = Path(folder) / name
+        if not path.is_file():
+            raise PresetError(f"{name} of {entry.repo_id}@{entry.revision} is missing from "
+                              f"{origin} ({folder})")
+        actual = sha256_of(path)
+        if actual != expected:
+            raise PresetError(
+                f"sha256 mismatch for {name} of {entry.repo_id}@{entry.revision} from "
+                f"{origin}: got {actual}, the registry pins {expected}. The file is corrupt "
+                f"or was changed; it was not loaded. Delete the copy ({path}; for the Hub "
+                f"cache: `hf cache rm model/{entry.repo_id}`) and retry; if it persists, "
+                "report it to the ddeq-keras maintainers"
+            )
+
+
+def entry_for_folder(folder, repo_id, revision, description=""):
+    """The registry entry for a published preset folder (hashes its files).
+
+    Args:
+        folder: the preset folder that was published.
+        repo_id: its Hub repo.
+        revision: the commit sha that `publish` returned.
+        description: one line.
+
+    Returns:
+        A `PresetEntry`.
+    """
+    from ddeq_keras.presets.format import PRESET_FILES
+
+    hashes = {name: sha256_of(Path(folder) / name) for name in PRESET_FILES
+              if (Path(folder) / name).is_file()}
+    return PresetEntry(repo_id, revision, hashes, description)
