@@ -69,3 +69,26 @@ def grads_wrt_weights_and_context(layer, z0, context, training=True, loss_weight
     if not backend.is_concrete(out):  # traced under jit: leave conversion to the caller
         return out, grads
     return out, [ops.convert_to_numpy(g) for g in grads]
+
+
+# Flat adjoint options of the tests -> the adjoint's own argument names.
+_ADJOINT_FLAT = {"phantom_steps": "steps", "phantom_damping": "damping",
+                 "implicit_max_steps": "max_steps", "implicit_tol": "tol",
+                 "implicit_method": "method"}
+
+
+def flow_layer(map_layer, solver="euler", backward="phantom", kernel="riesz",
+               return_stats=False, dtype=None, **options):
+    """A `GradientFlowEquilibrium` from flat options (solver and adjoint ones).
+
+    The solver defaults to Euler here: most equilibrium tests are about the flow.
+    """
+    from ddeq_keras.layers import GradientFlowEquilibrium
+    from ddeq_keras.solvers import get_adjoint, get_solver
+
+    adjoint_args = {_ADJOINT_FLAT[k]: options.pop(k) for k in list(options)
+                    if k in _ADJOINT_FLAT}
+    return GradientFlowEquilibrium(
+        map_layer, solver=get_solver(solver, **options),
+        backward=get_adjoint(backward, **adjoint_args), kernel=kernel,
+        return_stats=return_stats, dtype=dtype)

@@ -9,7 +9,7 @@ from keras import ops
 from conftest import to_numpy
 from ddeq_keras.layers import GradientFlowEquilibrium
 from ddeq_keras.solvers import AndersonSolver, EulerFlow, FlowProblem, get_solver
-from maps import SinMap, grads_wrt_weights_and_context, separated_particles
+from maps import SinMap, grads_wrt_weights_and_context, separated_particles, flow_layer
 
 S, W, THETA = 0.5, 0.1, 0.3
 
@@ -67,7 +67,7 @@ def test_frozen_particles_stay_and_padding_is_ignored(rng):
     z0, theta = separated_particles(rng, batch=2)
     frozen = np.zeros((2, 3), bool)
     frozen[0, 1] = True
-    layer = GradientFlowEquilibrium(SinMap(), solver="anderson", max_steps=40, tol=1e-4,
+    layer = flow_layer(SinMap(), solver="anderson", max_steps=40, tol=1e-4,
                                     return_stats=True)
     z, _ = layer(z0, theta, frozen_mask=frozen)
     np.testing.assert_array_equal(to_numpy(z)[frozen], z0[frozen])
@@ -84,7 +84,7 @@ def test_frozen_particles_stay_and_padding_is_ignored(rng):
 
 def test_samples_are_independent_of_the_batch(rng):
     z0, theta = separated_particles(rng, batch=3, noise=1.0)
-    layer = GradientFlowEquilibrium(SinMap(), solver="anderson", max_steps=50, tol=1e-4,
+    layer = flow_layer(SinMap(), solver="anderson", max_steps=50, tol=1e-4,
                                     check_every=1, return_stats=True)
     full, stats = layer(z0, theta)
     alone, alone_stats = layer(z0[1:2], theta[1:2])
@@ -120,8 +120,8 @@ def test_gradients_match_the_euler_equilibrium(rng, backward, float64):
     z0, theta = (a.astype(float64) for a in separated_particles(rng, batch=2))
     common = dict(max_steps=3000, tol=1e-12, kernel="gaussian", backward=backward,
                   implicit_tol=1e-10, dtype=float64)
-    euler = GradientFlowEquilibrium(SinMap(dtype=float64), eta=2.0, **common)
-    anderson = GradientFlowEquilibrium(SinMap(dtype=float64), solver="anderson", **common)
+    euler = flow_layer(SinMap(dtype=float64), eta=2.0, **common)
+    anderson = flow_layer(SinMap(dtype=float64), solver="anderson", **common)
     euler(z0, theta)
     anderson(z0, theta)
     anderson.set_weights(euler.get_weights())
@@ -135,7 +135,7 @@ def test_gradients_match_the_euler_equilibrium(rng, backward, float64):
 
 def test_serialises_and_validates(rng):
     z0, theta = separated_particles(rng)
-    layer = GradientFlowEquilibrium(SinMap(), solver="anderson", max_steps=20, tol=1e-4)
+    layer = flow_layer(SinMap(), solver="anderson", max_steps=20, tol=1e-4)
     out = to_numpy(layer(z0, theta))
     clone = GradientFlowEquilibrium.from_config(layer.get_config())
     clone(z0, theta)
@@ -144,12 +144,14 @@ def test_serialises_and_validates(rng):
     assert isinstance(clone.solver, AndersonSolver)
     np.testing.assert_allclose(to_numpy(clone(z0, theta)), out, atol=1e-6)
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
-    assert restored.solver_name == "anderson"
+    assert isinstance(restored.solver, AndersonSolver) and restored.solver.max_steps == 20
     with pytest.raises(ValueError, match="memory"):
         AndersonSolver(memory=0)
     with pytest.raises(ValueError, match="regularization"):
         AndersonSolver(regularization=0.0)
     with pytest.raises(ValueError, match="solver"):
         get_solver("newton")
-    # `eta` belongs to Euler only; Anderson ignores it.
-    assert isinstance(get_solver("anderson", eta=5.0, max_steps=3), AndersonSolver)
+    # `eta` belongs to Euler only: an error for Anderson, never silently dropped.
+    with pytest.raises(ValueError, match=r"does not take \['eta'\]"):
+        get_solver("anderson", eta=5.0, max_steps=3)
+    assert get_solver("anderson", memory=2, max_steps=3).memory == 2

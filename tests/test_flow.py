@@ -8,7 +8,7 @@ from keras import ops
 from conftest import to_numpy
 from ddeq_keras.layers import GradientFlowEquilibrium
 from ddeq_keras.solvers import EulerFlow, FlowProblem
-from maps import SinMap, separated_particles
+from maps import SinMap, separated_particles, flow_layer
 
 
 def contraction(z):
@@ -44,7 +44,7 @@ def test_riesz_flow_decreases_mmd_to_tolerance_on_contraction(rng):
 
 def test_gaussian_flow_reaches_method_tolerance(rng):
     z0, theta = separated_particles(rng, batch=3)
-    layer = GradientFlowEquilibrium(
+    layer = flow_layer(
         SinMap(), kernel="gaussian", eta=1.0, max_steps=300, tol=1e-4, return_stats=True
     )
     z, stats = layer(z0, theta)
@@ -101,7 +101,7 @@ def test_frozen_particles_do_not_move(rng):
     frozen = np.zeros((2, 6), bool)
     frozen[0, :2] = True
     frozen[1, 3] = True
-    layer = GradientFlowEquilibrium(SinMap(), eta=1.0, max_steps=30, tol=0.0)
+    layer = flow_layer(SinMap(), eta=1.0, max_steps=30, tol=0.0)
     theta = np.zeros((2, 1, 2), "float32")
     z = to_numpy(layer(z0, theta, frozen_mask=frozen))
     np.testing.assert_array_equal(z[frozen], z0[frozen])
@@ -115,7 +115,7 @@ def test_padding_never_changes_valid_outputs(rng, backward):
     long = np.concatenate([z0, 50 * rng.normal(size=(2, 4, 2)).astype("float32")], axis=1)
     mask_short = np.array([[1, 1, 1, 0]] * 2, bool)
     mask_long = np.array([[1, 1, 1, 0, 0, 0, 0]] * 2, bool)
-    layer = GradientFlowEquilibrium(SinMap(), eta=1.0, max_steps=40, tol=1e-4, backward=backward,
+    layer = flow_layer(SinMap(), eta=1.0, max_steps=40, tol=1e-4, backward=backward,
                                     return_stats=True)
     for training in (False, True):
         a, sa = layer(short, theta, mask=mask_short, training=training)
@@ -131,7 +131,7 @@ def test_padding_never_changes_valid_outputs(rng, backward):
 def test_permuting_particles_permutes_output(rng, kernel, steps):
     z0, theta = separated_particles(rng, batch=2)
     perm = np.array([2, 0, 1])
-    layer = GradientFlowEquilibrium(SinMap(), eta=1.0, max_steps=steps, tol=1e-4, kernel=kernel)
+    layer = flow_layer(SinMap(), eta=1.0, max_steps=steps, tol=1e-4, kernel=kernel)
     a = to_numpy(layer(z0, theta))
     b = to_numpy(layer(z0[:, perm], theta))
     # Sums are reordered, so float32 results differ by rounding (~1e-7 a step) that
@@ -142,7 +142,7 @@ def test_permuting_particles_permutes_output(rng, kernel, steps):
 
 def test_samples_are_independent_of_the_batch(rng):
     z0, theta = separated_particles(rng, batch=3, noise=1.0)
-    layer = GradientFlowEquilibrium(SinMap(), eta=1.0, max_steps=200, tol=1e-3, return_stats=True,
+    layer = flow_layer(SinMap(), eta=1.0, max_steps=200, tol=1e-3, return_stats=True,
                                     kernel="gaussian")
     full, stats = layer(z0, theta)
     alone, alone_stats = layer(z0[1:2], theta[1:2])
@@ -153,7 +153,7 @@ def test_samples_are_independent_of_the_batch(rng):
 
 def test_layer_serialises(rng):
     z0, theta = separated_particles(rng)
-    layer = GradientFlowEquilibrium(SinMap(coupling=0.1), eta=2.0, max_steps=17, tol=1e-3,
+    layer = flow_layer(SinMap(coupling=0.1), eta=2.0, max_steps=17, tol=1e-3,
                                     backward="implicit", check_every=4, kernel="gaussian")
     out = to_numpy(layer(z0, theta))
     clone = GradientFlowEquilibrium.from_config(layer.get_config())

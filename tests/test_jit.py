@@ -8,8 +8,7 @@ import pytest
 from keras import ops
 
 from conftest import BACKEND, to_numpy
-from ddeq_keras.layers import GradientFlowEquilibrium
-from maps import SinMap, grads_wrt_weights_and_context, separated_particles
+from maps import SinMap, grads_wrt_weights_and_context, separated_particles, flow_layer
 
 
 def _compiled(fn):
@@ -30,7 +29,8 @@ def _compiled(fn):
 def test_forward_and_backward_compile(rng, backward, check_every, solver):
     z0, theta = separated_particles(rng, batch=2)
     mask = np.array([[1, 1, 1], [1, 1, 0]], bool)
-    layer = GradientFlowEquilibrium(SinMap(), solver=solver, eta=1.0, max_steps=30, tol=1e-3,
+    layer = flow_layer(SinMap(), solver=solver, max_steps=30, tol=1e-3,
+                       **({"eta": 1.0} if solver == "euler" else {}),
                                     backward=backward,
                                     check_every=check_every, kernel="gaussian", return_stats=True)
     layer(z0, theta, mask=mask)  # build eagerly

@@ -1,16 +1,22 @@
-"""Bad input raises a ValueError naming the argument, before any work is done."""
+"""Bad input raises a ValueError naming the argument, before any work is done.
+
+The equilibrium layer checks shapes (values are checked once, at a model's
+boundary: see test_models.py); non-finite values inside the layer end the solve
+of that sample with the result code NON_FINITE instead of spreading NaN.
+"""
 
 import numpy as np
 import pytest
 
 from ddeq_keras.layers import GradientFlowEquilibrium
-from ddeq_keras.solvers import EulerFlow
-from maps import SinMap
+from conftest import to_numpy
+from ddeq_keras.solvers import CONVERGED, NON_FINITE, EulerFlow
+from maps import SinMap, flow_layer
 
 
 @pytest.fixture
 def layer():
-    layer = GradientFlowEquilibrium(SinMap(), max_steps=3)
+    layer = GradientFlowEquilibrium(SinMap(), return_stats=True)
     layer(np.zeros((2, 4, 2), "float32"), np.zeros((2, 1, 2), "float32"))  # build for dim 2
     return layer
 
@@ -44,25 +50,20 @@ def test_frozen_mask_of_wrong_shape(layer):
         layer(np.zeros((2, 4, 2), "float32"), THETA, frozen_mask=np.ones((2, 3), bool))
 
 
-def test_sample_without_valid_particle(layer):
-    mask = np.array([[1, 1, 0, 0], [0, 0, 0, 0]], bool)
-    with pytest.raises(ValueError, match=r"`mask` has no valid entry for sample\(s\) \[1\]"):
-        layer(np.zeros((2, 4, 2), "float32"), THETA, mask=mask)
-
-
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-def test_non_finite_particles(layer, bad):
-    z0 = np.zeros((2, 4, 2), "float32")
-    z0[1, 2, 0] = bad
-    with pytest.raises(ValueError, match=r"`z0` has 1 point\(s\) with NaN or infinite"):
-        layer(z0, THETA)
-
-
-def test_non_finite_context(layer):
+@pytest.mark.parametrize("where", ["z0", "context"])
+def test_non_finite_values_stop_that_sample_with_a_result_code(layer, bad, where):
+    z0 = np.random.default_rng(0).normal(size=(2, 4, 2)).astype("float32")
     theta = THETA.copy()
-    theta[0, 0, 1] = np.nan
-    with pytest.raises(ValueError, match=r"`context`.*NaN or infinite"):
-        layer(np.zeros((2, 4, 2), "float32"), theta)
+    if where == "z0":
+        z0[1, 2, 0] = bad
+    else:
+        theta[1, 0, 1] = bad
+    z, stats = layer(z0, theta)
+    result = to_numpy(stats["result"])
+    assert result[1] == NON_FINITE and result[0] == CONVERGED
+    assert not to_numpy(stats["converged"])[1]
+    assert np.all(np.isfinite(to_numpy(z)[0]))
 
 
 @pytest.mark.parametrize(
@@ -81,23 +82,24 @@ def test_bad_solver_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         EulerFlow(**kwargs)
     with pytest.raises(ValueError, match=match):
-        GradientFlowEquilibrium(SinMap(), **kwargs)
+        flow_layer(SinMap(), **kwargs)
 
 
 @pytest.mark.parametrize(
     "kwargs,match",
     [
         ({"backward": "adjoint"}, r"`backward` must be one of"),
-        ({"phantom_steps": 0}, r"`phantom_steps` must be an integer >= 1"),
-        ({"phantom_damping": 0.0}, r"`phantom_damping` must be in \(0, 1\]"),
-        ({"backward": "implicit", "implicit_max_steps": 0}, r"`implicit_max_steps`"),
+        ({"phantom_steps": 0}, r"`steps` must be an integer >= 1"),
+        ({"phantom_damping": 0.0}, r"`damping` must be in \(0, 1\]"),
+        ({"backward": "implicit", "implicit_max_steps": 0}, r"`max_steps` must be"),
+        ({"backward": "implicit", "implicit_method": "gmres"}, r"`method` must be one of"),
         ({"kernel": "laplace"}, r"`kernel` must be"),
         ({"solver": "rk4"}, r"`solver` must be one of"),
     ],
 )
 def test_bad_layer_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        GradientFlowEquilibrium(SinMap(), **kwargs)
+        flow_layer(SinMap(), **kwargs)
 
 
 def test_map_must_be_a_layer():

@@ -9,6 +9,9 @@ implementation per backend, chosen by ``keras.config.backend()`` at call time:
 - ``vjp(fn, primals, cotangent)``
 - ``is_concrete(x)``: whether a tensor holds values we may inspect in Python
   (eager), or is symbolic (traced under ``jit`` / ``tf.function``).
+- ``send_to_host(callback, *tensors)``: calls ``callback`` with the tensors'
+  values as NumPy arrays when they are computed, eagerly or from inside a
+  compiled function or a backward pass (statistics of the adjoint solve).
 
 Everything else in `ddeq_keras` is written with `keras.ops`.
 """
@@ -76,3 +79,13 @@ def vjp(fn, primals, cotangent):
 def is_concrete(x):
     """True if ``x`` holds concrete values (not a tracer or symbolic tensor)."""
     return _impl().is_concrete(x)
+
+
+def send_to_host(callback, *tensors):
+    """Calls ``callback(*numpy_arrays)`` with the values of ``tensors`` when they exist.
+
+    Eager code calls it at once; under ``jax.jit`` (``jax.debug.callback``) and
+    ``tf.function`` (``tf.py_function``) it runs when the compiled function
+    computes the values, also inside a custom gradient's backward pass.
+    """
+    return _impl().send_to_host(callback, *tensors)

@@ -24,3 +24,9 @@ def vjp(fn, primals, cotangent):
 
 def is_concrete(x):
     return not isinstance(x, jax.core.Tracer)
+
+
+def send_to_host(callback, *tensors):
+    # Works inside jit and inside a custom_vjp backward pass.
+    jax.debug.callback(lambda *values: callback(*(jnp.asarray(v).__array__() for v in values)),
+                       *tensors)

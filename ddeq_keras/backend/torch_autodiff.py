@@ -65,3 +65,7 @@ def vjp(fn, primals, cotangent):
 def is_concrete(x):
     # Keras traces shapes on the "meta" device, whose tensors hold no values.
     return isinstance(x, torch.Tensor) and x.device.type != "meta"
+
+
+def send_to_host(callback, *tensors):
+    callback(*(t.detach().cpu().numpy() for t in tensors))

@@ -4,34 +4,36 @@ in the space of measures, found by a Wasserstein gradient flow."""
 import keras
 from keras import ops
 
-from ddeq_keras import backend
-from ddeq_keras.solvers import ADJOINTS, FlowProblem, get_solver
+from ddeq_keras.solvers import FlowProblem, get_adjoint, get_solver
 from ddeq_keras.validation import validate_flow_inputs
 
 
 @keras.saving.register_keras_serializable(package="ddeq_keras")
 class GradientFlowEquilibrium(keras.layers.Layer):
-    """Solves ``Q* = f(Q*, P)`` for a measure of particles by an MMD gradient flow.
+    """Solves ``Q* = f(Q*, P)`` for a measure of particles.
 
     The particles ``z`` (``(batch, n, d)``) represent the uniform measure ``Q``;
-    the flow minimises ``F(z) = 1/2 MMD^2(z, f(z, context))`` (Riesz kernel)
-    with the solver (default: explicit Euler, the authors' method). The map
-    ``f`` is a Keras layer called as ``f(z, context, mask=mask)``: it must be
-    permutation-equivariant in ``z`` and must not draw random numbers (draw
-    dropout masks once outside and pass them in ``context``, so the fixed
-    point is well defined and the call is pure under ``jit``).
+    an equilibrium is a zero of ``F(z) = 1/2 MMD^2(z, f(z, context))`` (Riesz
+    kernel). The map ``f`` is a Keras layer called as
+    ``f(z, context, mask=mask)``: it must be permutation-equivariant in ``z``
+    and must not draw random numbers (draw dropout masks once outside and pass
+    them in ``context``, so the fixed point is well defined and the call is
+    pure under ``jit``).
 
-    Gradients, chosen by ``backward``:
-    - ``"phantom"`` (default, the authors'): ``phantom_steps`` damped steps
-      ``z <- (1 - tau) z + tau f(z)`` from ``stop_gradient(z*)``; in training
-      the output is that (``f(stop_gradient(z*))`` for ``k = 1, tau = 1``).
-    - ``"implicit"``: output ``z*`` with a custom gradient that solves the
-      adjoint equation of ``z* = f(z*)`` with vector-Jacobian products (see
-      `ImplicitAdjoint` for why this equation); memory does not grow with the
-      number of flow steps.
-    - ``"unrolled"``: backpropagation through every flow step (for tests and
-      small problems).
-    In inference (``training`` falsy) the output is ``z*``.
+    The solver finds ``z*`` (default `AndersonSolver`: a few evaluations of
+    ``f`` to the method's tolerance; `EulerFlow` is the authors' explicit
+    Euler flow, ``solver="euler"``). The layer's output *value* is always
+    ``z*``, in training and in inference alike; ``backward`` only chooses its
+    gradient:
+    - `PhantomAdjoint` (``"phantom"``, default, the authors'): the gradient
+      of ``k`` damped map steps from ``stop_gradient(z*)``, attached
+      straight-through (``z* + (z_k - stop_gradient(z_k))``).
+    - `ImplicitAdjoint` (``"implicit"``): solves the adjoint equation of
+      ``z* = f(z*)`` per sample with vector-Jacobian products; memory does not
+      grow with the number of solver steps.
+    - `UnrolledAdjoint` (``"unrolled"``): backpropagation through every solver
+      step (tests and small problems).
+    With ``training=False`` (``predict`` / ``evaluate``) no gradient is built.
 
     Particles with ``frozen_mask`` True never move and ``f`` is taken to copy
     them through unchanged; particles with ``mask`` False are padding and
@@ -39,28 +41,16 @@ class GradientFlowEquilibrium(keras.layers.Layer):
 
     Args:
         map_layer: the map ``f``, a Keras layer.
-        solver: ``"euler"`` (explicit Euler steps of the flow, the authors') or
-            ``"anderson"`` (Anderson-accelerated fixed-point iteration: the
-            same equilibria and stopping rule, far fewer evaluations of
-            ``f`` and no vector-Jacobian products; see `AndersonSolver`).
-        eta: step size of the Euler flow (unused by ``"anderson"``).
-        max_steps: most flow steps.
-        tol: tolerance of the stopping rule.
-        stopping: ``"rel"`` (``MMD^2_k <= tol MMD^2_0``) or ``"abs"``.
-        check_every: steps between checks of the stopping rule.
-        per_sample: each sample stops on its own (default), or the whole
-            batch stops by its mean MMD (the authors' rule).
-        backward: ``"phantom"``, ``"implicit"`` or ``"unrolled"``.
-        phantom_steps, phantom_damping: ``k`` and ``tau`` of the phantom
-            gradient.
-        implicit_max_steps, implicit_tol: the adjoint fixed-point iteration.
+        solver: a solver object (`AndersonSolver`, `EulerFlow`), a name
+            (``"anderson"``, ``"euler"``: default options) or a serialized
+            solver config.
+        backward: an adjoint object (`PhantomAdjoint`, `ImplicitAdjoint`,
+            `UnrolledAdjoint`), a name, or a serialized adjoint config.
         kernel: ``"riesz"`` (the method's, ``-||a - b||``) or ``"gaussian"``
-            (bandwidth 1; smooth at the equilibrium, so fixed-step Euler
-            converges to it linearly where the Riesz flow plateaus at an
-            ``O(eta)`` distance).
+            (bandwidth 1; smooth at the equilibrium).
         return_stats: also return the solver statistics (a dict of ``(batch,)``
             tensors: ``num_steps``, ``num_evaluations``, ``mmd_initial``,
-            ``mmd_final``, ``converged``).
+            ``mmd_final``, ``converged``, ``result``; see `Solution`).
         **kwargs: base `keras.layers.Layer` arguments.
 
     Call arguments:
@@ -72,63 +62,38 @@ class GradientFlowEquilibrium(keras.layers.Layer):
         training: Python bool or None.
 
     Example:
+    >>> import keras
+    >>> from ddeq_keras.layers import GradientFlowEquilibrium
+    >>> from ddeq_keras.solvers import AndersonSolver, PhantomAdjoint
     >>> class Contraction(keras.layers.Layer):
     ...     def call(self, z, context, mask=None):
     ...         return 0.5 * z + context
-    >>> layer = GradientFlowEquilibrium(Contraction(), max_steps=100, return_stats=True)
-    >>> z_star, stats = layer(keras.random.normal((4, 10, 2)), ops.ones((4, 1, 2)))
+    >>> layer = GradientFlowEquilibrium(
+    ...     Contraction(), solver=AndersonSolver(tol=1e-6), backward=PhantomAdjoint(),
+    ...     return_stats=True)
+    >>> z_star, stats = layer(keras.random.normal((4, 10, 2)), keras.ops.ones((4, 1, 2)))
+    >>> bool(keras.ops.all(stats["converged"]))
+    True
+    >>> float(keras.ops.max(keras.ops.abs(z_star - 2.0))) < 1e-3
+    True
     """
 
-    def __init__(
-        self,
-        map_layer,
-        solver="euler",
-        eta=5.0,
-        max_steps=200,
-        tol=1e-4,
-        stopping="rel",
-        check_every=1,
-        per_sample=True,
-        backward="phantom",
-        phantom_steps=1,
-        phantom_damping=1.0,
-        implicit_max_steps=100,
-        implicit_tol=1e-6,
-        return_stats=False,
-        kernel="riesz",
-        **kwargs,
-    ):
+    def __init__(self, map_layer, solver="anderson", backward="phantom", kernel="riesz",
+                 return_stats=False, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(map_layer, keras.layers.Layer):
             raise ValueError(
                 f"`map_layer` must be a keras.layers.Layer; got {type(map_layer).__name__}."
             )
-        if backward not in ADJOINTS:
-            raise ValueError(
-                f"`backward` must be one of {sorted(ADJOINTS)}; got backward={backward!r}."
-            )
+        if kernel not in ("riesz", "gaussian"):
+            raise ValueError(f"`kernel` must be 'riesz' or 'gaussian'; got kernel={kernel!r}.")
         self.map_layer = map_layer
-        self.solver_name = solver
-        self._solver_args = dict(eta=eta, max_steps=max_steps, tol=tol, stopping=stopping,
-                                 check_every=check_every, per_sample=per_sample)
-        self.solver = get_solver(solver, **self._solver_args)
-        self.backward = backward
-        self.phantom_steps = phantom_steps
-        self.phantom_damping = phantom_damping
-        self.implicit_max_steps = implicit_max_steps
-        self.implicit_tol = implicit_tol
-        if backward == "phantom":
-            self.adjoint = ADJOINTS[backward](phantom_steps, phantom_damping)
-        elif backward == "implicit":
-            self.adjoint = ADJOINTS[backward](implicit_max_steps, implicit_tol)
-        else:
-            self.adjoint = ADJOINTS[backward]()
+        self.solver = get_solver(solver)
+        self.adjoint = get_adjoint(backward)
+        self.kernel = kernel
         self.return_stats = return_stats
         # The output particles are padded exactly like the input ones.
         self.supports_masking = True
-        if kernel not in ("riesz", "gaussian"):
-            raise ValueError(f"`kernel` must be 'riesz' or 'gaussian'; got kernel={kernel!r}.")
-        self.kernel = kernel
 
     def build(self, z0_shape, context_shape=None, mask_shape=None, frozen_mask_shape=None):
         if not self.map_layer.built:
@@ -174,9 +139,9 @@ class GradientFlowEquilibrium(keras.layers.Layer):
         )
         z0 = ops.cast(z0, self.compute_dtype)
         f, image, leaves_of = self._image_fn((mask, frozen_mask), context)
-        unroll = getattr(self.adjoint, "unroll", False)
+        unroll = self.adjoint.unroll and training is not False
 
-        # The solve sees stopped weights and context: nothing of the flow is
+        # The solve sees stopped weights and context: nothing of it is
         # recorded for the backward pass (flat memory in the number of steps),
         # except for the unrolled adjoint, which differentiates every step.
         solve_leaves = leaves_of(stop=not unroll)
@@ -184,10 +149,11 @@ class GradientFlowEquilibrium(keras.layers.Layer):
         start = z0 if unroll else ops.stop_gradient(z0)
         solution = self.solver.solve(problem, start, unroll=unroll)
 
-        if training or self.backward != "phantom":
-            out = self.adjoint(image, solution.value, z0, leaves_of(stop=False))
+        if training is False:  # predict / evaluate: no gradient to build
+            out = ops.stop_gradient(solution.value)
         else:
-            out = solution.value
+            out = self.adjoint(image, solution.value, z0, leaves_of(stop=False),
+                               problem.movable(z0))
         if self.return_stats:
             return out, solution.stats()
         return out
@@ -206,6 +172,7 @@ class GradientFlowEquilibrium(keras.layers.Layer):
             "mmd_initial": keras.KerasTensor(batch, dtype=self.compute_dtype),
             "mmd_final": keras.KerasTensor(batch, dtype=self.compute_dtype),
             "converged": keras.KerasTensor(batch, dtype="bool"),
+            "result": keras.KerasTensor(batch, dtype="int32"),
         }
 
     def get_config(self):
@@ -213,15 +180,10 @@ class GradientFlowEquilibrium(keras.layers.Layer):
         config.update(
             {
                 "map_layer": keras.saving.serialize_keras_object(self.map_layer),
-                "solver": self.solver_name,
-                **self._solver_args,
-                "backward": self.backward,
-                "phantom_steps": self.phantom_steps,
-                "phantom_damping": self.phantom_damping,
-                "implicit_max_steps": self.implicit_max_steps,
-                "implicit_tol": self.implicit_tol,
-                "return_stats": self.return_stats,
+                "solver": keras.saving.serialize_keras_object(self.solver),
+                "backward": keras.saving.serialize_keras_object(self.adjoint),
                 "kernel": self.kernel,
+                "return_stats": self.return_stats,
             }
         )
         return config

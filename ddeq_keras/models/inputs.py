@@ -74,12 +74,13 @@ def points_shape(inputs_shape, point_dim, name="inputs"):
     return shape
 
 
-def prepare_cloud(inputs, point_dim, name="inputs"):
+def prepare_cloud(inputs, point_dim, name="inputs", check_values=True):
     """Splits and checks a cloud; returns ``(points, mask or None)``.
 
-    Shape problems always raise ``ValueError``; NaN / infinite coordinates and
-    samples whose mask has no valid point raise it on eager calls (traced
-    tensors have no values to inspect).
+    Shape problems always raise ``ValueError``; with ``check_values``, NaN /
+    infinite coordinates and samples whose mask has no valid point raise it on
+    eager calls (traced tensors have no values to inspect). Values are checked
+    once per model call, at the model's boundary (see `ddeq_keras.validation`).
     """
     points, mask = split_cloud(inputs, name)
     if isinstance(inputs, dict):
@@ -87,9 +88,9 @@ def prepare_cloud(inputs, point_dim, name="inputs"):
     else:
         points_name, mask_name = name, f"{name} mask"
     points = ops.convert_to_tensor(points)
-    validation.check_points(points_name, points, point_dim)
+    validation.check_points(points_name, points, point_dim, check_values=check_values)
     if mask is not None:
         mask = ops.convert_to_tensor(mask)
-        validation.check_mask(mask_name, mask, points_name, points)
+        validation.check_mask(mask_name, mask, points_name, points, check_values=check_values)
         mask = ops.cast(mask, "bool")
     return points, mask

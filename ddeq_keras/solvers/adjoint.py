@@ -1,88 +1,166 @@
 """How gradients are taken through an equilibrium (kept apart from the solver).
 
-Each adjoint turns a solved equilibrium into the layer's differentiable output.
-They all see the map through a pure function::
+Each adjoint turns a solved equilibrium ``z*`` into the layer's output. The
+output's *value* is always ``z*``; the adjoint only decides its gradient. They
+all see the map through a pure function::
 
     image(z, z0, leaves) -> h(z) = where(movable, f(z; leaves), z0)
 
 where ``leaves`` are the flat tensors ``f`` depends on (its context and its
-weights), so that gradients can reach them on every backend.
+weights), so that gradients can reach them on every backend, and ``movable``
+(``(batch, n, 1)`` bool) marks the particles the solver may move (frozen and
+padding rows hold ``z0``).
 """
 
+import keras
 from keras import ops
 
 from ddeq_keras import backend
 
 
-class PhantomAdjoint:
+class Adjoint:
+    """Base class: serialisable, with a readable ``repr``."""
+
+    name = None
+    unroll = False
+
+    def get_config(self):
+        return {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+@keras.saving.register_keras_serializable(package="ddeq_keras")
+class PhantomAdjoint(Adjoint):
     """Phantom gradient (Jacobian-free backprop): k damped steps from ``z*``.
 
-    The output is ``z_k`` with ``z_0 = stop_gradient(z*)`` and
-    ``z_{j+1} = (1 - damping) z_j + damping h(z_j)``; gradients reach the
-    weights and the context only through these ``k`` calls of the map. With
-    ``steps=1, damping=1`` (the authors' setting) the output is
-    ``f(stop_gradient(z*))``.
+    With ``z_0 = z*`` (gradient stopped on movable particles; frozen and
+    padding rows taken from the differentiable ``z0``, so whatever produced
+    ``z0`` is trained too) and
+    ``z_{j+1} = (1 - damping) z_j + damping h(z_j)`` on movable rows, the
+    output is ``z* + (z_k - stop_gradient(z_k))``: the value is exactly
+    ``z*`` and the gradient is that of ``z_k``. With ``steps=1, damping=1``
+    (the authors' setting) the gradient is that of ``f(stop_gradient(z*))``.
+    Frozen rows are ``z0`` bit for bit.
 
     Note: a damped step mixes ``z`` with ``f(z)`` *particle by particle*; that
     is meaningful where ``f(z*)`` matches ``z*`` particle by particle, not only
     as a measure.
+
+    Args:
+        steps: ``k``, the number of map calls the gradient goes through.
+        damping: ``tau`` in ``(0, 1]``.
     """
 
     name = "phantom"
 
     def __init__(self, steps=1, damping=1.0):
         if int(steps) != steps or steps < 1:
-            raise ValueError(f"`phantom_steps` must be an integer >= 1; got {steps!r}.")
+            raise ValueError(f"`steps` must be an integer >= 1; got steps={steps!r}.")
         if not 0 < damping <= 1:
-            raise ValueError(f"`phantom_damping` must be in (0, 1]; got {damping!r}.")
+            raise ValueError(f"`damping` must be in (0, 1]; got damping={damping!r}.")
         self.steps = int(steps)
         self.damping = float(damping)
 
-    def __call__(self, image, z_star, z0, leaves):
-        z = ops.stop_gradient(z_star)
+    def get_config(self):
+        return {"steps": self.steps, "damping": self.damping}
+
+    def __call__(self, image, z_star, z0, leaves, movable):
+        z_star = ops.stop_gradient(z_star)
+        z = ops.where(movable, z_star, z0)
         for _ in range(self.steps):
             fz = image(z, z0, leaves)
-            z = fz if self.damping == 1.0 else (1.0 - self.damping) * z + self.damping * fz
-        return z
+            if self.damping != 1.0:
+                fz = ops.where(movable, (1.0 - self.damping) * z + self.damping * fz, z0)
+            z = fz
+        return z_star + (z - ops.stop_gradient(z))
 
 
-class ImplicitAdjoint:
+@keras.saving.register_keras_serializable(package="ddeq_keras")
+class ImplicitAdjoint(Adjoint):
     """Implicit differentiation of the equilibrium ``z* = h(z*)``.
 
     The output's value is ``z*``; its gradient solves the adjoint equation
-    ``w = g + J_h(z*)^T w`` (``g`` the incoming gradient) by fixed-point
-    iteration with vector-Jacobian products, then returns
-    ``w^T dh/d(leaves)`` for the weights and context, and ``w`` on the frozen
-    rows for ``z0``. Nothing from the forward flow is stored.
+    ``w = g + J_h(z*)^T w`` (``g`` the incoming gradient) per sample by
+    fixed-point iteration with vector-Jacobian products (or Anderson-
+    accelerated, ``method="anderson"``), then returns ``w^T dh/d(leaves)`` for
+    the weights and context, and ``w`` on the frozen rows for ``z0``. Nothing
+    from the forward solve is stored.
 
     Why ``z* = f(z*)`` and not the flow's stationarity ``grad_z F(z*) = 0``:
     with the Riesz kernel, ``F`` contains ``||z_i - f(z)_i||``, which is not
     differentiable exactly where the flow converges (each particle on its
     image), so the Hessian the stationarity condition needs is undefined
-    there; and the equilibria the flow reaches are fixed points particle by
-    particle (method note, section 9), where ``z* = f(z*)`` holds and only
-    first-order VJPs of ``f`` are needed. The adjoint iteration converges
-    when ``J_f(z*)`` is contractive; ``max_steps`` bounds it otherwise.
+    there; and the equilibria are fixed points particle by particle (method
+    note, section 9), where ``z* = f(z*)`` holds and only first-order VJPs of
+    ``f`` are needed. The iteration converges when ``J_f(z*)`` is
+    contractive; ``max_steps`` bounds it otherwise.
 
-    Divergence guard: where ``J_f(z*)`` is not contractive the iteration grows
-    without bound. A sample whose ``||w||`` exceeds ``1e3 ||g||`` (or is not
-    finite) falls back to ``w = g``, the one-step phantom gradient, so that
-    training cannot blow up on a non-contractive equilibrium.
+    Per sample: each sample stops when its relative change is below ``tol``;
+    a sample whose ``||w||`` exceeds ``1e3 ||g||`` (or is not finite) falls
+    back to ``w = g``, the one-step phantom gradient, so that one
+    non-contractive equilibrium cannot blow up training or hold back the rest
+    of the batch. Samples are independent.
+
+    Statistics: every backward pass reports its per-sample iterations and
+    fallbacks to `report` (an `AdjointReport`, also from inside compiled
+    training steps); the tasks put them into the `fit` logs as
+    ``adjoint_steps`` and ``adjoint_fallback``.
+
+    Args:
+        max_steps: most iterations of the adjoint solve.
+        tol: relative change per sample at which it stops.
+        method: ``"fixed_point"`` or ``"anderson"``.
+        memory: Anderson's history length (``method="anderson"``).
     """
 
     name = "implicit"
+    METHODS = ("fixed_point", "anderson")
 
-    def __init__(self, max_steps=100, tol=1e-6):
+    def __init__(self, max_steps=100, tol=1e-6, method="fixed_point", memory=5):
         if int(max_steps) != max_steps or max_steps < 1:
-            raise ValueError(f"`implicit_max_steps` must be an integer >= 1; got {max_steps!r}.")
+            raise ValueError(f"`max_steps` must be an integer >= 1; got max_steps={max_steps!r}.")
         if not tol >= 0:
-            raise ValueError(f"`implicit_tol` must be >= 0; got {tol!r}.")
+            raise ValueError(f"`tol` must be >= 0; got tol={tol!r}.")
+        if method not in self.METHODS:
+            raise ValueError(f"`method` must be one of {self.METHODS}; got method={method!r}.")
+        if int(memory) != memory or memory < 1:
+            raise ValueError(f"`memory` must be an integer >= 1; got memory={memory!r}.")
         self.max_steps = int(max_steps)
         self.tol = float(tol)
+        self.method = method
+        self.memory = int(memory)
+        self.report = AdjointReport()
 
-    def __call__(self, image, z_star, z0, leaves):
+    def get_config(self):
+        return {"max_steps": self.max_steps, "tol": self.tol, "method": self.method,
+                "memory": self.memory}
+
+    def solve(self, jt, g):
+        """Solves ``w = g + jt(w)`` per sample.
+
+        Args:
+            jt: ``w -> J^T w``, batched, samples independent.
+            g: ``(batch, ...)`` the incoming gradient.
+
+        Returns:
+            ``(w, steps, fallback)``: the solution, ``(batch,)`` int32
+            iterations each sample ran, ``(batch,)`` bool samples that fell
+            back to ``w = g``.
+        """
+        from ddeq_keras.solvers.linear import solve_adjoint
+
+        return solve_adjoint(jt, g, max_steps=self.max_steps, tol=self.tol,
+                             method=self.method, memory=self.memory)
+
+    def __call__(self, image, z_star, z0, leaves, movable):
         n_leaves = len(leaves)
-        max_steps, tol = self.max_steps, self.tol
 
         @ops.custom_gradient
         def attach(z_star, z0, *leaves):
@@ -97,30 +175,8 @@ class ImplicitAdjoint:
                     _, (gz,) = backend.vjp(lambda z: image(z, z0, leaves), [z_star], w)
                     return gz
 
-                def norms(t):  # per sample
-                    return ops.sqrt(ops.sum(ops.square(t), axis=tuple(range(1, len(t.shape)))))
-
-                limit = 1e3 * norms(g) + 1e-30
-
-                def body(i, w, delta):
-                    w_new = g + jt(w)
-                    delta = ops.sqrt(ops.sum(ops.square(w_new - w))) / (
-                        ops.sqrt(ops.sum(ops.square(w_new))) + 1e-30
-                    )
-                    return i + 1, w_new, delta
-
-                def keep_going(i, w, delta):
-                    bounded = ops.all(norms(w) <= limit)  # False on NaN too
-                    return ops.logical_and(delta > tol, bounded)
-
-                _, w, _ = ops.while_loop(
-                    keep_going,
-                    body,
-                    (ops.convert_to_tensor(0, "int32"), g, ops.convert_to_tensor(1.0, g.dtype)),
-                    maximum_iterations=max_steps,
-                )
-                diverged = ops.logical_not(norms(w) <= limit)
-                w = ops.where(ops.reshape(diverged, (-1,) + (1,) * (len(g.shape) - 1)), g, w)
+                w, steps, fallback = self.solve(jt, g)
+                backend.send_to_host(self.report.add, steps, fallback)
                 floats = [i for i, x in enumerate(leaves) if _is_float(x)]
                 _, grads = backend.vjp(
                     lambda zz0, *fl: image(z_star, zz0, _replace(leaves, floats, fl)),
@@ -137,7 +193,36 @@ class ImplicitAdjoint:
         return attach(ops.stop_gradient(z_star), z0, *leaves)
 
 
-class UnrolledAdjoint:
+class AdjointReport:
+    """Per-sample statistics of the backward passes, gathered on the host.
+
+    Attributes:
+        last: ``{"steps": (batch,) int, "fallback": (batch,) bool}`` of the most
+            recent backward pass, or None.
+    """
+
+    def __init__(self):
+        self.last = None
+        self.reset()
+
+    def reset(self):
+        """Starts new running totals (e.g. at each epoch)."""
+        self.samples, self.steps, self.fallbacks = 0, 0, 0
+
+    def add(self, steps, fallback):
+        self.last = {"steps": steps, "fallback": fallback}
+        self.samples += int(steps.size)
+        self.steps += int(steps.sum())
+        self.fallbacks += int(fallback.sum())
+
+    def means(self):
+        """``{"adjoint_steps": mean iterations, "adjoint_fallback": share}`` so far."""
+        n = max(self.samples, 1)
+        return {"adjoint_steps": self.steps / n, "adjoint_fallback": self.fallbacks / n}
+
+
+@keras.saving.register_keras_serializable(package="ddeq_keras")
+class UnrolledAdjoint(Adjoint):
     """Plain backpropagation through every solver step (tests, small problems).
 
     Memory grows with the number of steps; the solver runs as a Python loop
@@ -147,7 +232,7 @@ class UnrolledAdjoint:
     name = "unrolled"
     unroll = True
 
-    def __call__(self, image, z_star, z0, leaves):
+    def __call__(self, image, z_star, z0, leaves, movable):
         return z_star
 
 

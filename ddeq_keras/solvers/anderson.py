@@ -1,12 +1,14 @@
 """Anderson acceleration of the particle fixed-point iteration ``z <- f(z)``."""
 
+import keras
 from keras import ops
 
 from ddeq_keras.solvers.iterate import iterate
-from ddeq_keras.solvers.solution import Solution
+from ddeq_keras.solvers.solution import Solution, result_codes
 from ddeq_keras.solvers.stopping import StoppingRule
 
 
+@keras.saving.register_keras_serializable(package="ddeq_keras")
 class AndersonSolver(StoppingRule):
     """Anderson-accelerated fixed-point iteration on the particle positions.
 
@@ -24,7 +26,13 @@ class AndersonSolver(StoppingRule):
     samples are independent (each has its own weights); frozen and padding
     particles never move. A sample that has not met the tolerance when the
     budget runs out returns its best iterate (lowest ``MMD^2``), never a worse
-    one than its start.
+    one than its start. Where the extrapolation is not finite (a singular
+    least-squares problem) the step falls back to plain iteration; a sample
+    whose map gives NaN/inf stops with result `NON_FINITE` and returns its
+    best finite iterate.
+
+    This is the default solver: it reaches the method's tolerance in a few
+    evaluations where the authors' Euler flow (`EulerFlow`) oscillates.
 
     Args:
         memory: number of past iterates combined (``m``).
@@ -55,20 +63,6 @@ class AndersonSolver(StoppingRule):
         return {"memory": self.memory, "regularization": self.regularization,
                 **super().get_config()}
 
-    def _weights(self, residuals):
-        """Per-sample Anderson weights ``(m, batch)`` summing to one."""
-        m = self.memory
-        r = ops.reshape(residuals, (m, ops.shape(residuals)[1], -1))   # (m, b, n*d)
-        r = ops.transpose(r, (1, 0, 2))                                 # (b, m, n*d)
-        gram = ops.matmul(r, ops.transpose(r, (0, 2, 1)))               # (b, m, m)
-        scale = ops.mean(ops.diagonal(gram, axis1=1, axis2=2), axis=1)  # (b,)
-        eye = ops.eye(m, dtype=gram.dtype)
-        reg = ops.reshape(self.regularization * scale + 1e-30, (-1, 1, 1))
-        y = ops.solve(gram + reg * eye, ops.ones((ops.shape(gram)[0], m, 1), gram.dtype))
-        y = ops.squeeze(y, -1)
-        a = y / ops.sum(y, axis=1, keepdims=True)
-        return ops.transpose(a)                                          # (m, b)
-
     def solve(self, problem, z0, unroll=False):
         """Run the accelerated iteration from ``z0``; returns a `Solution`."""
         batch = ops.shape(z0)[0]
@@ -79,15 +73,18 @@ class AndersonSolver(StoppingRule):
             return ops.reshape(t, (-1, 1, 1))
 
         def step(state):
-            k, z, done, steps, m0, mk, zs, hs, best_z, best_m = state
+            k, z, done, steps, m0, mk, zs, hs, best_z, best_m, bad = state
             hz = problem.image(z)
             m_new = problem.mmd(z, hz)
             m0 = ops.where(k == 0, m_new, m0)
+            broken = ops.logical_and(ops.logical_not(done),
+                                     ops.logical_not(self.finite(m_new, hz)))
+            bad = ops.logical_or(bad, broken)
             # Best iterate so far (NaN never counts as better).
             better = ops.logical_and(ops.logical_not(done), m_new < best_m)
             best_z = ops.where(as_batch(better), z, best_z)
             best_m = ops.where(better, m_new, best_m)
-            done = self.update_done(k, done, m_new, m0)
+            done = ops.logical_or(self.update_done(k, done, m_new, m0), bad)
             # History: a ring buffer of (z_i, f(z_i)); at k = 0 every slot holds
             # the first pair, and duplicates just share their weight.
             slot = ops.arange(m) == k % m
@@ -95,27 +92,29 @@ class AndersonSolver(StoppingRule):
             write = ops.reshape(ops.logical_or(slot, first), (m, 1, 1, 1))
             zs = ops.where(write, ops.expand_dims(z, 0), zs)
             hs = ops.where(write, ops.expand_dims(hz, 0), hs)
-            a = ops.reshape(self._weights(hs - zs), (m, -1, 1, 1))
+            a = ops.reshape(anderson_weights(hs - zs, self.regularization), (m, -1, 1, 1))
             z_next = ops.sum(a * hs, axis=0)
+            z_next = ops.where(as_batch(ops.all(ops.isfinite(z_next), axis=(1, 2))),
+                               z_next, hz)
             z_next = ops.where(movable, z_next, z)
             z = ops.where(as_batch(done), z, z_next)
             steps = steps + ops.cast(ops.logical_not(done), "int32")
-            return (k + 1, z, done, steps, m0, m_new, zs, hs, best_z, best_m)
+            return (k + 1, z, done, steps, m0, m_new, zs, hs, best_z, best_m, bad)
 
         zeros = ops.zeros((batch,), dtype=z0.dtype)
         history = ops.zeros((m,) + tuple(ops.shape(z0)), dtype=z0.dtype)
         inf = ops.full((batch,), float("inf"), dtype=z0.dtype)
         state = (ops.convert_to_tensor(0, dtype="int32"), z0,
                  ops.zeros((batch,), dtype="bool"), ops.zeros((batch,), dtype="int32"),
-                 zeros, zeros, history, history, z0, inf)
+                 zeros, zeros, history, history, z0, inf, ops.zeros((batch,), dtype="bool"))
         state = step(state)
         state = iterate(step, state, all_done=lambda s: ops.all(s[2]),
                         num_steps=self.max_steps, check_every=self.check_every,
                         unroll=unroll)
-        k, z, done, steps, m0, mk, zs, hs, best_z, best_m = state
+        k, z, done, steps, m0, mk, zs, hs, best_z, best_m, bad = state
         # ``mk`` is the MMD of the final ``z`` for samples that stopped by the
         # rule; the others return their best iterate.
-        converged = self.met_tolerance(mk, m0)
+        converged = ops.logical_and(self.met_tolerance(mk, m0), ops.logical_not(bad))
         value = ops.where(as_batch(converged), z, best_z)
         return Solution(
             value=value,
@@ -124,4 +123,29 @@ class AndersonSolver(StoppingRule):
             mmd_initial=m0,
             mmd_final=ops.where(converged, mk, best_m),
             converged=converged,
+            result=result_codes(converged, bad),
         )
+
+
+def anderson_weights(residuals, regularization):
+    """Per-sample Anderson weights ``(m, batch)`` summing to one.
+
+    They minimise ``||sum_i a_i r_i||^2 + lambda ||a||^2`` per sample subject to
+    ``sum_i a_i = 1``, with ``lambda = regularization`` times the mean squared
+    residual (so it is scale-free).
+
+    Args:
+        residuals: ``(m, batch, ...)``, the last ``m`` residuals of each sample.
+        regularization: the relative Tikhonov term.
+    """
+    m = ops.shape(residuals)[0]
+    r = ops.reshape(residuals, (m, ops.shape(residuals)[1], -1))   # (m, b, n*d)
+    r = ops.transpose(r, (1, 0, 2))                                 # (b, m, n*d)
+    gram = ops.matmul(r, ops.transpose(r, (0, 2, 1)))               # (b, m, m)
+    scale = ops.mean(ops.diagonal(gram, axis1=1, axis2=2), axis=1)  # (b,)
+    eye = ops.eye(m, dtype=gram.dtype)
+    reg = ops.reshape(regularization * scale + 1e-30, (-1, 1, 1))
+    y = ops.solve(gram + reg * eye, ops.ones((ops.shape(gram)[0], m, 1), gram.dtype))
+    y = ops.squeeze(y, -1)
+    a = y / ops.sum(y, axis=1, keepdims=True)
+    return ops.transpose(a)                                          # (m, b)

@@ -1,6 +1,20 @@
-"""The result of an equilibrium solve: the value and its statistics."""
+"""The result of an equilibrium solve: the value, its statistics, a result code."""
 
 from typing import Any, NamedTuple
+
+from keras import ops
+
+# Per-sample result codes (``Solution.result``, the ``result`` stat).
+CONVERGED = 0     # met the stopping rule
+MAX_STEPS = 1     # used its whole budget without meeting it (best iterate returned)
+NON_FINITE = 2    # the map produced NaN/inf: stopped at the last finite iterate
+RESULT_NAMES = {CONVERGED: "converged", MAX_STEPS: "max_steps", NON_FINITE: "non_finite"}
+
+
+def result_codes(converged, non_finite):
+    """``(batch,)`` int32 result codes from two boolean ``(batch,)`` tensors."""
+    code = ops.where(converged, CONVERGED, MAX_STEPS)
+    return ops.cast(ops.where(non_finite, NON_FINITE, code), "int32")
 
 
 class Solution(NamedTuple):
@@ -8,14 +22,15 @@ class Solution(NamedTuple):
 
     Attributes:
         value: the particles ``z*``, ``(batch, n, d)``.
-        num_steps: ``(batch,)`` int32, flow steps (particle updates) applied to
-            each sample.
+        num_steps: ``(batch,)`` int32, updates applied to each sample.
         num_evaluations: ``(batch,)`` int32, evaluations of the map each
             sample needed until it stopped (`EulerFlow`: each with a
             vector-Jacobian product; `AndersonSolver`: without).
         mmd_initial: ``(batch,)``, ``MMD^2(z_0, f(z_0))``.
         mmd_final: ``(batch,)``, ``MMD^2(z*, f(z*))``.
         converged: ``(batch,)`` bool, whether each sample met the tolerance.
+        result: ``(batch,)`` int32 result code: `CONVERGED` (0), `MAX_STEPS`
+            (1) or `NON_FINITE` (2).
     """
 
     value: Any
@@ -24,6 +39,7 @@ class Solution(NamedTuple):
     mmd_initial: Any
     mmd_final: Any
     converged: Any
+    result: Any
 
     def stats(self):
         """The statistics as a dict of tensors (everything but ``value``)."""
@@ -33,4 +49,5 @@ class Solution(NamedTuple):
             "mmd_initial": self.mmd_initial,
             "mmd_final": self.mmd_final,
             "converged": self.converged,
+            "result": self.result,
         }

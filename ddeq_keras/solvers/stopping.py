@@ -34,6 +34,14 @@ class StoppingRule:
         self.check_every = int(check_every)
         self.per_sample = bool(per_sample)
 
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
     def get_config(self):
         return {
             "max_steps": self.max_steps,
@@ -52,6 +60,11 @@ class StoppingRule:
         ref = ops.mean(m0) if self.stopping == "rel" else ops.ones_like(mean_m)
         met = mean_m <= self.tol * ref
         return ops.broadcast_to(met, ops.shape(m))
+
+    @staticmethod
+    def finite(m, z):
+        """Boolean ``(batch,)``: ``m`` and every entry of ``z`` are finite."""
+        return ops.logical_and(ops.isfinite(m), ops.all(ops.isfinite(z), axis=(1, 2)))
 
     def update_done(self, k, done, m, m0):
         """``done`` after iteration ``k`` evaluated ``m``: checked or out of budget."""

@@ -1,5 +1,8 @@
-"""The DDEQ model family: the network f_theta, a classifier and a completer."""
+"""The DDEQ model family: the network f_theta, the backbone and the tasks."""
 
-from ddeq_keras.models.ddeq.classifier import DDEQClassifier  # noqa: F401
-from ddeq_keras.models.ddeq.network import DDEQNetwork  # noqa: F401
-from ddeq_keras.models.ddeq.completer import DDEQCompleter  # noqa: F401
+from ddeq_keras.models.ddeq.backbone import DDEQBackbone
+from ddeq_keras.models.ddeq.classifier import DDEQClassifier
+from ddeq_keras.models.ddeq.completer import DDEQCompleter
+from ddeq_keras.models.ddeq.network import DDEQNetwork
+
+__all__ = ["DDEQBackbone", "DDEQClassifier", "DDEQCompleter", "DDEQNetwork"]

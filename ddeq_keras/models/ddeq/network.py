@@ -124,8 +124,15 @@ class DDEQNetwork(keras.layers.Layer):
         self.x_self_attention = SelfAttentionBlock(name="x_self_attention", seed=draw(), **block)
 
     def build_for(self, z_shape, x_shape):
-        """Creates every weight for particles ``z_shape`` and points ``x_shape``."""
-        z_shape, x_shape = tuple(z_shape), tuple(x_shape)
+        """Creates every weight for particles ``z_shape`` and points ``x_shape``.
+
+        Variable paths are ``.../network/<sub-layer>/...`` (stable keys of
+        published weights), as if Keras had called `build`.
+        """
+        with keras.name_scope(self.name, caller=self):
+            self._build_for(tuple(z_shape), tuple(x_shape))
+
+    def _build_for(self, z_shape, x_shape):
         small_z = z_shape[:-1] + (self.hidden_dim,)
         small_x = x_shape[:-1] + (self.hidden_dim,)
         big_z = z_shape[:-1] + (self.latent_dim,)
