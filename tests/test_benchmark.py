@@ -68,6 +68,9 @@ def smoke(tmp_path_factory):
     return returned, saved, path
 
 
+pytestmark = pytest.mark.slow  # the smoke run: minutes of compiling and subprocesses
+
+
 def test_run_writes_every_section(smoke):
     returned, saved, _ = smoke
     assert set(saved["sections"]) == {"train", "infer", "jit", "memory", "solvers"}

@@ -28,6 +28,8 @@ from ddeq_keras.models.configs import build_ddeq
 from ddeq_keras.solvers import AndersonSolver
 from model_checks import batch_for, outputs_of, tiny_model
 
+pytestmark = pytest.mark.slow  # subprocesses with another backend each
+
 OTHERS = [b for b in ("jax", "tensorflow", "torch") if b != BACKEND]
 
 SCRIPT = textwrap.dedent(

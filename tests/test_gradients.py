@@ -138,9 +138,10 @@ def test_damped_multistep_phantom_value_is_z_star_and_gradient_is_the_damped_ste
         return z * lw
 
     _, ref = backend.vjp(damped, weights + [ops.convert_to_tensor(theta)], ops.ones(z0.shape))
-    # Same function on the same z*: float32 rounding only, 1e-6.
+    # The same function at z* from the traced and from the eager solve (up to 1e-5
+    # apart, above): 1e-5.
     for g, r in zip(grads, ref):
-        np.testing.assert_allclose(g, to_numpy(r), atol=1e-6, rtol=1e-6)
+        np.testing.assert_allclose(g, to_numpy(r), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("backward", ["phantom", "implicit", "unrolled"])
@@ -179,10 +180,13 @@ def test_adjoint_solve_is_per_sample_with_per_sample_fallback(method):
     np.testing.assert_allclose(w[2], g_np[2] / 0.1, rtol=1e-4, atol=1e-4)
     np.testing.assert_array_equal(w[1], g_np[1])
     assert fallback.tolist() == [False, True, False]
-    # Each sample stops on its own: the easy one long before the slow one.
+    # Each sample stops on its own, as if it were alone (fixed-point iteration:
+    # the easy one long before the slow one).
     alone, steps_alone, _ = solve_adjoint(*_linear_adjoint_problem([0.5])[:2], max_steps=200,
                                           tol=1e-6, method=method)
-    assert steps[0] == int(to_numpy(steps_alone)[0]) < steps[2]
+    assert steps[0] == int(to_numpy(steps_alone)[0])
+    if method == "fixed_point":
+        assert steps[0] < steps[2]
 
 
 def test_fixed_point_adjoint_falls_back_where_it_diverges():

@@ -73,6 +73,9 @@ def hub(served, monkeypatch):
     return served
 
 
+pytestmark = pytest.mark.slow  # a Hub mirror server and subprocesses
+
+
 def test_load_at_branch_tag_and_commit(hub):
     cases = {"hf://org/tiny": "v2", "hf://org/tiny@v1": "v1", f"hf://org/tiny@{hub.sha1}": "v1",
              f"hf://org/tiny@{hub.sha2}": "v2"}

@@ -31,7 +31,8 @@ from model_checks import (
 DDEQ = [n for n in list_models() if n.startswith("ddeq")]
 BASELINES = [n for n in list_models() if not n.startswith("ddeq")]
 # (name, backward) for every model: the baselines have no backward to choose.
-CASES = [(n, b) for n in DDEQ for b in ("phantom", "implicit", "unrolled")] + \
+CASES = [(n, b) for n in DDEQ for b in ("phantom", "implicit")] + \
+    [pytest.param(n, "unrolled", marks=pytest.mark.slow) for n in DDEQ] + \
     [(n, None) for n in BASELINES]
 
 

@@ -55,7 +55,10 @@ def value_and_grad(fn, x, has_aux=False, higher_order=False):
         ``(value, grad)`` or, with ``has_aux``, ``((value, aux), grad)``.
 
     Example:
-    >>> (v, g) = value_and_grad(lambda x: keras.ops.sum(x**2), keras.ops.ones(3))
+    >>> from ddeq_keras.backend import value_and_grad
+    >>> v, g = value_and_grad(lambda x: keras.ops.sum(x**2), keras.ops.ones(3))
+    >>> float(v), ops.convert_to_numpy(g).tolist()
+    (3.0, [2.0, 2.0, 2.0])
     """
     return _impl().value_and_grad(fn, x, has_aux=has_aux, higher_order=higher_order)
 

@@ -72,15 +72,31 @@ class MnistPointCloud(_common.BuilderBase):
     files, gzip-compressed or not, from `manual_dir` (searched up to two
     folders deep, so `../shared/data` works) or downloads them.
 
-    Example:
+    Example (three stand-in digits written as IDX files, instead of MNIST's):
 
+    >>> import os, struct
     >>> import tensorflow_datasets as tfds
     >>> import ddeq_keras.datasets  # registers the builders
-    >>> builder = tfds.builder("mnist_point_cloud", data_dir="/tmp/tfds")  # doctest: +SKIP
+    >>> def write_idx(path, array):  # IDX: magic number, shape, raw bytes
+    ...     with open(path, "wb") as f:
+    ...         _ = f.write(struct.pack(f">I{array.ndim}I", 0x800 + array.ndim, *array.shape))
+    ...         _ = f.write(array.tobytes())
+    >>> digits = np.zeros((3, 28, 28), np.uint8)
+    >>> digits[:, 4:24, 13:15] = 255  # a stroke of 40 inked pixels
+    >>> os.makedirs("mnist", exist_ok=True)
+    >>> for prefix in ("train", "t10k"):
+    ...     write_idx(f"mnist/{prefix}-images-idx3-ubyte", digits)
+    ...     write_idx(f"mnist/{prefix}-labels-idx1-ubyte", np.array([1, 1, 1], np.uint8))
+    >>> builder = tfds.builder("mnist_point_cloud", data_dir="tfds")
     >>> builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-    ...     manual_dir="../shared/data"))  # doctest: +SKIP
-    >>> builder.info.splits["train"].num_examples  # doctest: +SKIP
-    60000
+    ...     manual_dir="mnist"))
+    Downloading and preparing dataset ...
+    Dataset mnist_point_cloud downloaded and prepared to ...
+    >>> builder.info.splits["train"].num_examples  # 60000 with the real files
+    3
+    >>> digit = next(iter(builder.as_dataset(split="train")))
+    >>> tuple(digit["points"].shape), int(digit["label"])
+    ((40, 2), 1)
     """
 
     BUILDER_CONFIGS = [

@@ -43,6 +43,8 @@ class Augmentation:
 
     Example:
 
+    >>> import math
+    >>> from ddeq_keras.datasets import Augmentation
     >>> aug = Augmentation(rotation=math.pi, jitter_sigma=0.01)
     >>> aug.scale is None and aug.dropout == 0.0
     True
@@ -255,11 +257,19 @@ def make_pipeline(
     the pipeline, so that tf.data does not reserve its memory; this function
     does not change that global setting itself.
 
-    Example:
+    Example (six clouds from memory; a builder or its name works the same way):
 
+    >>> import tensorflow as tf
     >>> import ddeq_keras.datasets as dd
-    >>> train = dd.make_pipeline("mnist_point_cloud", "train", num_points=351,
-    ...     batch_size=64, shuffle=True, seed=42, data_dir="/tmp/tfds")  # doctest: +SKIP
+    >>> from ddeq_keras.models import create_model
+    >>> clouds = tf.data.Dataset.from_tensor_slices(
+    ...     {"points": np.random.rand(6, 40, 2).astype("float32"), "label": np.arange(6) % 2})
+    >>> train = dd.make_pipeline(clouds, num_points=32, batch_size=4, shuffle=True, seed=42)
+    >>> inputs, labels = next(iter(train))
+    >>> tuple(inputs["points"].shape), tuple(inputs["mask"].shape), labels.dtype.name
+    ((4, 32, 2), (4, 32), 'int32')
+    >>> model = create_model("ddeq_mnist")
+    >>> model.compile()
     >>> model.fit(train, epochs=10)  # doctest: +SKIP
     """
     if task not in TASKS:

@@ -68,14 +68,22 @@ class PointSetFolder(_common.BuilderBase):
     options=...)`, which names them after their options; data prepared
     under a config name with other options is refused.
 
-    Example:
+    Example (four 3-D scans and an empty file, which is skipped):
 
+    >>> import os
     >>> import ddeq_keras.datasets as dd
-    >>> builder = dd.prepare("point_set_folder", data_dir="/tmp/my_scans",
-    ...     manual_dir="/data/my_scans", options={"nan_policy": "drop"})  # doctest: +SKIP
-    >>> builder.info.features["label"].names  # doctest: +SKIP
+    >>> for path in ["chair/train/scan_01", "chair/test/scan_02",
+    ...              "table/train/scan_03", "table/test/scan_04"]:
+    ...     os.makedirs(os.path.dirname(f"my_scans/{path}"), exist_ok=True)
+    ...     np.savetxt(f"my_scans/{path}.xyz", np.random.rand(50, 3))
+    >>> open("my_scans/chair/train/scan_07.pcd", "w").close()  # an interrupted copy
+    >>> builder = dd.prepare("point_set_folder", data_dir="tfds",
+    ...     manual_dir="my_scans", options={"nan_policy": "drop"})
+    Downloading and preparing dataset ...
+    Dataset point_set_folder downloaded and prepared to ...
+    >>> builder.info.features["label"].names
     ['chair', 'table']
-    >>> builder.info.metadata["skipped_files"]["train"][:1]  # doctest: +SKIP
+    >>> builder.info.metadata["skipped_files"]["train"]
     [{'file': 'chair/train/scan_07.pcd', 'reason': 'empty file', 'detail': '0 bytes'}]
     """
 

@@ -17,10 +17,21 @@ def summarize(builder, splits=None, batch_size=1024):
         `{split: {"examples": int, "per_class": {name: int},
         "points": {"min": int, "mean": float, "max": int}, "dims": int}}`.
 
-    Example:
+    Example (a tiny prepared folder of 2-D clouds):
 
-    >>> summarize(builder)["test"]["examples"]  # doctest: +SKIP
-    10000
+    >>> import os
+    >>> from ddeq_keras.datasets import prepare, summarize
+    >>> for path, size in [("disc/train/a", 40), ("disc/test/b", 30),
+    ...                    ("ring/train/c", 50), ("ring/test/d", 20)]:
+    ...     os.makedirs(os.path.dirname(f"clouds/{path}"), exist_ok=True)
+    ...     np.save(f"clouds/{path}.npy", np.random.rand(size, 2))
+    >>> builder = prepare("point_set_folder", data_dir="tfds", manual_dir="clouds",
+    ...                   options={"num_dims": 2})
+    Downloading and preparing dataset ...
+    Dataset point_set_folder downloaded and prepared to ...
+    >>> summarize(builder)["test"]
+    {'examples': 2, 'per_class': {'disc': 1, 'ring': 1},
+     'points': {'min': 20, 'mean': 25.0, 'max': 30}, 'dims': [2]}
     """
     import tensorflow as tf
 

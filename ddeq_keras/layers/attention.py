@@ -47,9 +47,10 @@ def attention_mask_from_key_mask(key_mask, query_length=None):
         attend to key ``j`` iff key ``j`` is real.
 
     Example:
+    >>> from ddeq_keras.layers import attention_mask_from_key_mask
     >>> m = attention_mask_from_key_mask(ops.array([[True, False]]), 3)
-    >>> tuple(m.shape)
-    (1, 3, 2)
+    >>> tuple(m.shape), ops.convert_to_numpy(m)[0].tolist()
+    ((1, 3, 2), [[True, False], [True, False], [True, False]])
     """
     mask = ops.expand_dims(ops.cast(key_mask, "bool"), 1)
     if query_length is not None:
@@ -90,12 +91,17 @@ class MaskedMultiHeadAttention(ConfigFieldsMixin, keras.layers.Layer):
             ``(batch, heads, n_q, n_k)``.
 
     Example:
-    >>> mha = MaskedMultiHeadAttention(num_heads=32, key_dim=4)
-    >>> z, x = keras.random.normal((2, 10, 128)), keras.random.normal((2, 50, 128))
+    >>> from ddeq_keras.layers import MaskedMultiHeadAttention
+    >>> mha = MaskedMultiHeadAttention(num_heads=2, key_dim=4)
+    >>> z, x = keras.random.normal((2, 10, 8)), keras.random.normal((2, 50, 8))
     >>> x_mask = ops.arange(50)[None, :] < ops.array([[50], [20]])
-    >>> y = mha(z, x, key_mask=x_mask)                       # (2, 10, 128)
-    >>> ctx = mha.compute_context(x, key_mask=x_mask)        # once
-    >>> y2 = mha.attend(z, ctx)                              # == y
+    >>> y = mha(z, x, key_mask=x_mask)
+    >>> tuple(y.shape)
+    (2, 10, 8)
+    >>> ctx = mha.compute_context(x, key_mask=x_mask)  # project x once
+    >>> y2 = mha.attend(z, ctx)                        # attend many times
+    >>> np.allclose(ops.convert_to_numpy(y2), ops.convert_to_numpy(y), atol=1e-6)
+    True
     """
 
     config_fields = ("num_heads", "key_dim", "value_dim", "output_dim", "use_bias",

@@ -150,10 +150,16 @@ class SelfAttentionBlock(_AttentionBlock):
         training: Keras training flag (used when ``dropout_mask`` is None).
 
     Example:
-    >>> block = SelfAttentionBlock(num_heads=32, ff_dim=512)
-    >>> x = keras.random.normal((2, 50, 128))
+    >>> from ddeq_keras.layers import SelfAttentionBlock
+    >>> block = SelfAttentionBlock(num_heads=2, ff_dim=16)
+    >>> x = keras.random.normal((2, 50, 8))
     >>> x_mask = ops.arange(50)[None, :] < ops.array([[50], [20]])
-    >>> y = block(x, mask=x_mask)  # (2, 50, 128)
+    >>> y = ops.convert_to_numpy(block(x, mask=x_mask))
+    >>> y.shape
+    (2, 50, 8)
+    >>> unpadded = ops.convert_to_numpy(block(x[1:, :20]))  # the second set alone
+    >>> np.allclose(y[1, :20], unpadded[0], atol=1e-5)
+    True
     """
 
     def build(self, input_shape):
@@ -210,13 +216,18 @@ class CrossAttentionBlock(_AttentionBlock):
         training: Keras training flag (used when ``dropout_mask`` is None).
 
     Example:
-    >>> block = CrossAttentionBlock(num_heads=32, ff_dim=512, dropout=0.1)
-    >>> z, x = keras.random.normal((2, 10, 128)), keras.random.normal((2, 50, 128))
+    >>> from ddeq_keras.layers import CrossAttentionBlock
+    >>> block = CrossAttentionBlock(num_heads=2, ff_dim=16, dropout=0.1)
+    >>> z, x = keras.random.normal((2, 10, 8)), keras.random.normal((2, 50, 8))
     >>> x_mask = ops.arange(50)[None, :] < ops.array([[50], [20]])
-    >>> y = block(z, x, x_mask=x_mask)            # builds the block
+    >>> tuple(block(z, x, x_mask=x_mask).shape)   # builds the block
+    (2, 10, 8)
     >>> ctx = block.compute_context(x, x_mask)    # once per forward pass
     >>> keep = block.sample_dropout_mask(2, training=True)
     >>> y1 = block(z, context=ctx, dropout_mask=keep)
+    >>> y2 = block(z, x, x_mask=x_mask, dropout_mask=keep)
+    >>> np.array_equal(ops.convert_to_numpy(y1), ops.convert_to_numpy(y2))
+    True
     """
 
     def build(self, inputs_shape, x_shape=None):

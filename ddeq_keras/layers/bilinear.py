@@ -41,11 +41,15 @@ class EquivariantBilinear(ConfigFieldsMixin, keras.layers.Layer):
         x_mask: boolean ``(batch, m)`` mask of ``x``.
 
     Example:
+    >>> from ddeq_keras.layers import EquivariantBilinear
     >>> layer = EquivariantBilinear(16)
     >>> z, x = keras.random.normal((2, 10, 16)), keras.random.normal((2, 50, 16))
-    >>> y = layer(z, x=x)                   # (2, 10, 16)
+    >>> y = layer(z, x=x)
+    >>> tuple(y.shape), layer.count_params()
+    ((2, 10, 16), 4144)
     >>> s = layer.compute_context(x)        # once per forward pass
-    >>> y2 = layer(z, s=s)                  # == y
+    >>> np.array_equal(ops.convert_to_numpy(layer(z, s=s)), ops.convert_to_numpy(y))
+    True
     """
 
     config_fields = ("units", "activation", "epsilon", "alpha_initializer", "bias_initializer")

@@ -47,10 +47,14 @@ class AffineCouplingEmbedding(ConfigFieldsMixin, keras.layers.Layer):
         mask: boolean ``(batch, n)``; padded rows of the output are set to 0.
 
     Example:
-    >>> emb = AffineCouplingEmbedding(latent_dim=128)
-    >>> pts = keras.random.normal((2, 100, 2))
-    >>> z = emb(pts)                 # (2, 100, 128)
-    >>> back = emb.project(z)        # == pts
+    >>> from ddeq_keras.layers import AffineCouplingEmbedding
+    >>> emb = AffineCouplingEmbedding(latent_dim=16)
+    >>> pts = keras.random.normal((2, 30, 2))
+    >>> z = emb(pts)
+    >>> tuple(z.shape)
+    (2, 30, 16)
+    >>> np.array_equal(ops.convert_to_numpy(emb.project(z)), ops.convert_to_numpy(pts))
+    True
     """
 
     config_fields = ("latent_dim", "hidden_units", "activation", "scale_activation",

@@ -75,11 +75,16 @@ class FeedForward(ConfigFieldsMixin, keras.layers.Layer):
         training: Keras training flag.
 
     Example:
-    >>> ff = FeedForward(hidden_units=512, rate=0.1)
-    >>> z = keras.random.normal((4, 10, 128))
+    >>> from ddeq_keras.layers import FeedForward
+    >>> ff = FeedForward(hidden_units=16, rate=0.1)
+    >>> z = keras.random.normal((4, 10, 8))
     >>> keep = ff.sample_dropout_mask(4, training=True)  # draw once
+    >>> tuple(keep.shape)  # one mask per set, shared by its elements
+    (4, 1, 16)
     >>> y1 = ff(z, dropout_mask=keep)
-    >>> y2 = ff(z, dropout_mask=keep)  # identical to y1
+    >>> y2 = ff(z, dropout_mask=keep)
+    >>> np.array_equal(ops.convert_to_numpy(y1), ops.convert_to_numpy(y2))
+    True
     """
 
     config_fields = ("hidden_units", "output_units", "rate", "activation", "use_bias",

@@ -30,8 +30,12 @@ class PointwiseMLP(ConfigFieldsMixin, keras.layers.Layer):
         mask: boolean ``(batch, n)``, True for real points (propagated).
 
     Example:
+    >>> from ddeq_keras.layers import PointwiseMLP
     >>> mlp = PointwiseMLP(16, 16)
-    >>> y = mlp(keras.random.normal((2, 10, 128)))  # (2, 10, 16)
+    >>> mask = ops.arange(10)[None, :] < ops.array([[10], [4]])
+    >>> y = ops.convert_to_numpy(mlp(keras.random.normal((2, 10, 128)), mask=mask))
+    >>> y.shape, mlp.count_params(), bool((y[1, 4:] == 0).all())  # padded rows are 0
+    ((2, 10, 16), 2336, True)
     """
 
     config_fields = ("hidden_units", "output_units", "activation", "use_bias",

@@ -47,8 +47,11 @@ class MaskedMaxPooling(_MaskedPooling):
         mask: boolean ``(batch, n)``, True for real elements.
 
     Example:
-    >>> pool = MaskedMaxPooling()
-    >>> y = pool(keras.random.normal((2, 10, 128)))  # (2, 128)
+    >>> from ddeq_keras.layers import MaskedMaxPooling
+    >>> x = ops.array([[[1.0], [5.0], [3.0]], [[2.0], [7.0], [9.0]]])
+    >>> mask = ops.array([[True, True, True], [True, True, False]])  # 9.0 is padding
+    >>> ops.convert_to_numpy(MaskedMaxPooling()(x, mask=mask)).tolist()
+    [[5.0], [7.0]]
     """
 
     _reduce = staticmethod(masked_max)
@@ -62,8 +65,11 @@ class MaskedMeanPooling(_MaskedPooling):
     elements gives 0. Arguments and call arguments as `MaskedMaxPooling`.
 
     Example:
-    >>> pool = MaskedMeanPooling(keepdims=True)
-    >>> y = pool(keras.random.normal((2, 10, 128)))  # (2, 1, 128)
+    >>> from ddeq_keras.layers import MaskedMeanPooling
+    >>> x = ops.array([[[1.0], [5.0], [3.0]], [[2.0], [7.0], [9.0]]])
+    >>> mask = ops.array([[True, True, True], [True, True, False]])  # 9.0 is padding
+    >>> ops.convert_to_numpy(MaskedMeanPooling(keepdims=True)(x, mask=mask)).tolist()
+    [[[3.0]], [[4.5]]]
     """
 
     _reduce = staticmethod(masked_mean)

@@ -69,8 +69,10 @@ class ISAB(_SetTransformerBlock):
         training: Keras training flag.
 
     Example:
-    >>> isab = ISAB(num_inducing_points=16, num_heads=4, ff_dim=64)
-    >>> y = isab(keras.random.normal((2, 50, 32)))  # (2, 50, 32)
+    >>> from ddeq_keras.layers import ISAB
+    >>> isab = ISAB(num_inducing_points=4, num_heads=2, ff_dim=16)
+    >>> tuple(isab(keras.random.normal((2, 50, 8))).shape)
+    (2, 50, 8)
     """
 
     config_fields = _SetTransformerBlock.config_fields + ("num_inducing_points",)
@@ -133,8 +135,14 @@ class PMA(_SetTransformerBlock):
         ``(batch, num_seeds, features)`` (no mask).
 
     Example:
-    >>> pma = PMA(num_seeds=1, num_heads=4, ff_dim=64)
-    >>> y = pma(keras.random.normal((2, 50, 32)))  # (2, 1, 32)
+    >>> from ddeq_keras.layers import PMA
+    >>> pma = PMA(num_seeds=1, num_heads=2, ff_dim=16)
+    >>> x = keras.random.normal((2, 50, 8))
+    >>> y = ops.convert_to_numpy(pma(x))
+    >>> y.shape
+    (2, 1, 8)
+    >>> np.allclose(ops.convert_to_numpy(pma(x[:, ::-1])), y, atol=1e-5)  # order-free
+    True
     """
 
     config_fields = _SetTransformerBlock.config_fields + ("num_seeds", "use_rff")

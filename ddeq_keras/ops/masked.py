@@ -26,7 +26,10 @@ def zero_padded(x, mask=None):
         mask: boolean ``(batch, n)`` or None (then ``x`` is returned as it is).
 
     Example:
-    >>> zero_padded(ops.ones((1, 3, 2)), ops.array([[True, True, False]]))
+    >>> from ddeq_keras.ops import zero_padded
+    >>> y = zero_padded(ops.ones((1, 3, 2)), ops.array([[True, True, False]]))
+    >>> ops.convert_to_numpy(y)[0].tolist()
+    [[1.0, 1.0], [1.0, 1.0], [0.0, 0.0]]
     """
     if mask is None:
         return x
@@ -43,7 +46,10 @@ def masked_sum(x, mask=None, axis=1, keepdims=False):
         keepdims: keep the reduced axis.
 
     Example:
-    >>> masked_sum(ops.ones((2, 3, 4)), ops.array([[1, 1, 0], [1, 0, 0]], "bool"))
+    >>> from ddeq_keras.ops import masked_sum
+    >>> s = masked_sum(ops.ones((2, 3, 4)), ops.array([[1, 1, 0], [1, 0, 0]], "bool"))
+    >>> ops.convert_to_numpy(s).tolist()  # 2 and 1 valid rows
+    [[2.0, 2.0, 2.0, 2.0], [1.0, 1.0, 1.0, 1.0]]
     """
     x = zero_padded(ops.convert_to_tensor(x), mask)
     return ops.sum(x, axis=axis, keepdims=keepdims)

@@ -11,10 +11,18 @@ A preset is a folder (or a Hub model repo with the same files): `config.json`,
 - `list_presets()` lists the registry;
 - `publish(folder, "owner/name")` uploads a validated folder.
 
-Example:
+Example (a tiny, untrained DDEQ; loading from the Hub needs the network):
 >>> from ddeq_keras import presets
->>> presets.save_preset(model, "my_preset", metrics=[...])
->>> model = presets.load_preset("hf://owner/name@v1")
+>>> from ddeq_keras.models import create_model
+>>> model = create_model("ddeq_mnist", latent_dim=16, hidden_dim=4, bilinear_dim=4,
+...                      num_heads=2, ff_dim=16)
+>>> folder = presets.save_preset(model, "my_preset")  # written, then validated
+>>> sorted(path.name for path in folder.iterdir())
+['README.md', 'config.json', 'model.safetensors']
+>>> restored = presets.load_preset(folder)
+>>> all(np.array_equal(a, b) for a, b in zip(restored.get_weights(), model.get_weights()))
+True
+>>> model = presets.load_preset("hf://owner/name@v1")  # doctest: +SKIP
 """
 
 from ddeq_keras.presets.errors import PresetError

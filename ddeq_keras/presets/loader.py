@@ -117,7 +117,18 @@ def load_preset(name_or_path, revision=None, *, expected_class=None):
     Raises:
         PresetError: see `resolve` and `load_folder`.
 
-    Example:
-    >>> model = load_preset("hf://owner/ddeq-mnist@v1")
+    Example (a local folder; a Hub address needs the network):
+    >>> from ddeq_keras.models import DDEQClassifier, create_model
+    >>> from ddeq_keras.presets import load_preset, save_preset
+    >>> folder = save_preset(create_model("ddeq_mnist", latent_dim=16, hidden_dim=4,
+    ...                                   bilinear_dim=4, num_heads=2, ff_dim=16),
+    ...                      "my_preset")
+    >>> type(load_preset(folder, expected_class=DDEQClassifier)).__name__
+    'DDEQClassifier'
+    >>> load_preset("no_such_preset")
+    Traceback (most recent call last):
+    ...
+    ddeq_keras.presets.errors.PresetError: unknown preset 'no_such_preset'; ...
+    >>> model = load_preset("hf://owner/ddeq-mnist@v1")  # doctest: +SKIP
     """
     return load_folder(resolve(name_or_path, revision), expected_class=expected_class)

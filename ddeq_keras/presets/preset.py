@@ -42,8 +42,18 @@ def save_preset(model, folder, *, metadata=None, metrics=None, card_info=None):
         PresetError: if the model, metadata or metrics cannot be written, or the
             written folder does not validate.
 
-    Example:
-    >>> save_preset(model, "zoo/ddeq_mnist", metrics=[...], card_info={"repo_id": "o/n"})
+    Example (a tiny, untrained DDEQ):
+    >>> from ddeq_keras.models import create_model
+    >>> from ddeq_keras.presets import save_preset
+    >>> model = create_model("ddeq_mnist", latent_dim=16, hidden_dim=4, bilinear_dim=4,
+    ...                      num_heads=2, ff_dim=16)
+    >>> record = {"dataset": "synthetic_rings", "split": "test", "metric": "accuracy",
+    ...           "value": 0.5, "backend": "jax", "hardware": "2 CPU cores",
+    ...           "date": "2026-01-01", "command": "python -m ddeq_keras"}
+    >>> folder = save_preset(model, "zoo/ddeq_mnist", metrics=[record],
+    ...                      card_info={"repo_id": "owner/ddeq-mnist"})
+    >>> sorted(path.name for path in folder.iterdir())
+    ['README.md', 'config.json', 'metrics.json', 'model.safetensors']
     """
     folder = Path(folder)
     document = config_document(model, metadata)

@@ -57,8 +57,15 @@ def publish(folder, repo_id, *, revision=None, private=False, commit_message=Non
     Raises:
         PresetError: if the folder does not validate or `repo_id` is malformed.
 
-    Example:
-    >>> publish("zoo/ddeq_mnist", "owner/ddeq-mnist")
+    Example (uploading needs the network and a token; a malformed id fails first,
+    before the folder is read):
+    >>> from ddeq_keras.presets import publish
+    >>> publish("zoo/ddeq_mnist", "ddeq-mnist")
+    Traceback (most recent call last):
+    ...
+    ddeq_keras.presets.errors.PresetError: repo id 'ddeq-mnist' must be owner/name
+    >>> folder = "zoo/ddeq_mnist"  # written by save_preset(model, folder, metrics=[...])
+    >>> publish(folder, "owner/ddeq-mnist")  # doctest: +SKIP
     """
     from huggingface_hub import HfApi
 

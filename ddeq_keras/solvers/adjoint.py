@@ -16,24 +16,14 @@ import keras
 from keras import ops
 
 from ddeq_keras import backend
+from ddeq_keras.solvers.configurable import Configurable
 
 
-class Adjoint:
-    """Base class: serialisable, with a readable ``repr``."""
+class Adjoint(Configurable):
+    """Base class of the adjoints: serialisable, with a readable ``repr``."""
 
     name = None
     unroll = False
-
-    def get_config(self):
-        return {}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 @keras.saving.register_keras_serializable(package="ddeq_keras")

@@ -42,8 +42,14 @@ class AndersonSolver(StoppingRule):
         max_steps, tol, stopping, check_every, per_sample: see `StoppingRule`.
 
     Example:
+    >>> from ddeq_keras.solvers import AndersonSolver, FlowProblem
     >>> solver = AndersonSolver(max_steps=200, tol=1e-4)
-    >>> solution = solver.solve(FlowProblem(f), z0)
+    >>> z0 = keras.random.normal((2, 8, 2), seed=0)  # 2 samples of 8 particles
+    >>> solution = solver.solve(FlowProblem(lambda z: 0.5 * z + 1.0), z0)
+    >>> solution.converged.tolist(), solution.result.tolist()  # 0 = CONVERGED
+    ([True, True], [0, 0])
+    >>> bool(ops.max(ops.abs(solution.value - 2.0)) < 1e-3)  # the fixed point z = 2
+    True
     """
 
     name = "anderson"

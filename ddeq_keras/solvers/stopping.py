@@ -2,10 +2,12 @@
 
 from keras import ops
 
+from ddeq_keras.solvers.configurable import Configurable
+
 STOPPING_RULES = ("rel", "abs")
 
 
-class StoppingRule:
+class StoppingRule(Configurable):
     """The method's stopping rule and step budget, shared by all solvers.
 
     With ``m_k = MMD^2(z_k, f(z_k))`` per sample, a sample is done when
@@ -33,14 +35,6 @@ class StoppingRule:
         self.stopping = stopping
         self.check_every = int(check_every)
         self.per_sample = bool(per_sample)
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
     def get_config(self):
         return {

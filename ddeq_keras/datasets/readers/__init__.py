@@ -16,8 +16,10 @@ builder). One module per format family:
 
 Example:
 
->>> points = read_point_file("chair/train/chair_0001.ply")  # doctest: +SKIP
->>> points.shape, points.dtype  # doctest: +SKIP
+>>> from ddeq_keras.datasets.readers import read_point_file
+>>> np.save("chair_0001.npy", np.random.rand(2048, 3))  # float64 on disk
+>>> points = read_point_file("chair_0001.npy")
+>>> points.shape, points.dtype
 ((2048, 3), dtype('float32'))
 """
 

@@ -34,9 +34,17 @@ def read_point_file(path, *, mesh_mode="surface", num_samples=2048, min_points=5
 
     Example:
 
-    >>> cloud = read_point_file("mug/test/mug_0001.off", num_samples=1024)  # doctest: +SKIP
-    >>> cloud.shape  # doctest: +SKIP
+    >>> import trimesh
+    >>> from ddeq_keras.datasets.readers import read_point_file
+    >>> _ = trimesh.creation.cylinder(radius=0.4, height=1.0).export("mug_0001.off")
+    >>> cloud = read_point_file("mug_0001.off", num_samples=1024)  # surface samples
+    >>> cloud.shape
     (1024, 3)
+    >>> open("empty.ply", "w").close()
+    >>> read_point_file("empty.ply")
+    Traceback (most recent call last):
+    ...
+    ddeq_keras.datasets.readers.errors.PointFileError: empty.ply: empty file (0 bytes)
     """
     ext = Path(path).suffix.lower()
     if ext not in SUPPORTED_EXTENSIONS:

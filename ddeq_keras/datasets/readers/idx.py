@@ -46,11 +46,15 @@ def read_idx(path) -> np.ndarray:
         ValueError: naming the file, when it is empty, the header is invalid
             or the data is shorter or longer than the header declares.
 
-    Example:
+    Example (two blank 28 x 28 images, written as a gzip-compressed IDX file):
 
-    >>> images = read_idx("mnist/train-images-idx3-ubyte.gz")  # doctest: +SKIP
-    >>> images.shape  # doctest: +SKIP
-    (60000, 28, 28)
+    >>> import gzip, struct
+    >>> from ddeq_keras.datasets.readers import read_idx
+    >>> with gzip.open("train-images-idx3-ubyte.gz", "wb") as f:
+    ...     _ = f.write(struct.pack(">4I", 0x0803, 2, 28, 28) + bytes(2 * 28 * 28))
+    >>> images = read_idx("train-images-idx3-ubyte.gz")
+    >>> images.shape, images.dtype  # (60000, 28, 28) for MNIST's training images
+    ((2, 28, 28), dtype('uint8'))
     """
     data = _read_maybe_gzip(path)
     if not data:

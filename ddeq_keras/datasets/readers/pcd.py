@@ -37,10 +37,16 @@ def read_pcd(path) -> np.ndarray:
         PointFileError: naming the file, for a malformed header, a corrupt
             or truncated body, or a missing x / y field.
 
-    Example:
+    Example (a three-point ascii file):
 
-    >>> read_pcd("scans/chair/scan_01.pcd").shape  # doctest: +SKIP
-    (30512, 3)
+    >>> from ddeq_keras.datasets.readers import read_pcd
+    >>> header = ["VERSION 0.7", "FIELDS x y z", "SIZE 4 4 4", "TYPE F F F",
+    ...           "COUNT 1 1 1", "WIDTH 3", "HEIGHT 1", "VIEWPOINT 0 0 0 1 0 0 0",
+    ...           "POINTS 3", "DATA ascii"]
+    >>> with open("scan_01.pcd", "w") as f:
+    ...     print(*header, "0 0 0", "1 0 0", "0 1 0.5", sep=chr(10), file=f)
+    >>> read_pcd("scan_01.pcd").tolist()
+    [[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.5]]
     """
     from pypcd4 import PointCloud
 

@@ -56,6 +56,7 @@ class DDEQBackbone(keras.Model):
 
     Example:
     >>> import numpy as np
+    >>> from ddeq_keras.models import DDEQBackbone
     >>> backbone = DDEQBackbone(point_dim=2, latent_dim=16, hidden_dim=4,
     ...                         bilinear_dim=4, num_heads=2, ff_dim=16)
     >>> out = backbone({"points": np.random.rand(2, 30, 2).astype("float32"),
