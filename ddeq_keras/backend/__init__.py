@@ -89,6 +89,8 @@ def send_to_host(callback, *tensors):
 
     Eager code calls it at once; under ``jax.jit`` (``jax.debug.callback``) and
     ``tf.function`` (``tf.py_function``) it runs when the compiled function
-    computes the values, also inside a custom gradient's backward pass.
+    computes the values, also inside a custom gradient's backward pass. Inside
+    a TensorFlow function compiled with XLA (``jit_compile=True``) nothing is
+    sent: XLA cannot call Python there.
     """
     return _impl().send_to_host(callback, *tensors)

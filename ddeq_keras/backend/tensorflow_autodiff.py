@@ -43,6 +43,10 @@ def send_to_host(callback, *tensors):
     if tf.executing_eagerly():
         callback(*(t.numpy() for t in tensors))
         return
+    from tensorflow.python.ops import control_flow_util
+
+    if control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()):
+        return  # XLA cannot call Python: no report from jit-compiled functions
 
     def run(*values):
         callback(*(v.numpy() for v in values))

@@ -148,8 +148,12 @@ def anderson_weights(residuals, regularization):
     r = ops.reshape(residuals, (m, ops.shape(residuals)[1], -1))   # (m, b, n*d)
     r = ops.transpose(r, (1, 0, 2))                                 # (b, m, n*d)
     gram = ops.matmul(r, ops.transpose(r, (0, 2, 1)))               # (b, m, m)
-    scale = ops.mean(ops.diagonal(gram, axis1=1, axis2=2), axis=1)  # (b,)
     eye = ops.eye(m, dtype=gram.dtype)
+    # A sample with NaN/inf residuals (already stopped as non-finite) gets a
+    # harmless system: TensorFlow's solve raises on a non-invertible batch entry.
+    finite = ops.reshape(ops.all(ops.isfinite(gram), axis=(1, 2)), (-1, 1, 1))
+    gram = ops.where(finite, gram, eye)
+    scale = ops.mean(ops.diagonal(gram, axis1=1, axis2=2), axis=1)  # (b,)
     reg = ops.reshape(regularization * scale + 1e-30, (-1, 1, 1))
     y = ops.solve(gram + reg * eye, ops.ones((ops.shape(gram)[0], m, 1), gram.dtype))
     y = ops.squeeze(y, -1)

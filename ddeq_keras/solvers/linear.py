@@ -9,7 +9,7 @@ from ddeq_keras.solvers.anderson import anderson_weights
 DIVERGENCE_FACTOR = 1e3
 
 
-def solve_adjoint(jt, g, max_steps, tol, method="fixed_point", memory=5, regularization=1e-8):
+def solve_adjoint(jt, g, max_steps, tol, method="fixed_point", memory=5, regularization=1e-4):
     """Solves ``w = g + jt(w)`` for each sample of a batch.
 
     Each sample iterates until its relative residual ``||t - w|| / ||t||``
