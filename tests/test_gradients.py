@@ -89,7 +89,7 @@ def test_phantom_one_step_is_gradient_of_f_at_stopped_equilibrium(rng):
     _, ref = backend.vjp(phantom, weights + [ops.convert_to_tensor(theta)], ops.ones(z0.shape))
     # The value is z* itself; only the gradient is phantom. (A traced and an eager
     # run of the same solve may round differently in float32: 1e-5.)
-    np.testing.assert_allclose(to_numpy(out), to_numpy(z_star) * lw, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(out), to_numpy(z_star) * to_numpy(lw), atol=1e-5)
     for g, r in zip(grads, ref):
         np.testing.assert_allclose(g, to_numpy(r), atol=1e-6, rtol=1e-6)
 
@@ -123,8 +123,8 @@ def test_damped_multistep_phantom_value_is_z_star_and_gradient_is_the_damped_ste
     z_star = layer(z0, theta, frozen_mask=frozen, training=False)
     # The value is z* (here from a traced and an eager run of the same 20-step
     # solve, whose float32 rounding differs: 1e-5), and frozen rows are z0 bit for bit.
-    np.testing.assert_allclose(to_numpy(out), to_numpy(z_star) * lw, atol=1e-5)
-    np.testing.assert_array_equal(to_numpy(out)[:, 0], z0[:, 0] * lw[:, 0])
+    np.testing.assert_allclose(to_numpy(out), to_numpy(z_star) * to_numpy(lw), atol=1e-5)
+    np.testing.assert_array_equal(to_numpy(out)[:, 0], z0[:, 0] * to_numpy(lw)[:, 0])
     np.testing.assert_array_equal(to_numpy(z_star)[:, 0], z0[:, 0])
     f = layer.map_layer
     weights = [ops.convert_to_tensor(v.value) for v in f.trainable_variables]
