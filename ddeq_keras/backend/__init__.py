@@ -20,6 +20,8 @@ import importlib
 
 import keras
 
+__all__ = ["is_concrete", "send_to_host", "value_and_grad", "vjp"]
+
 _IMPLEMENTATIONS = {
     "jax": "ddeq_keras.backend.jax_autodiff",
     "tensorflow": "ddeq_keras.backend.tensorflow_autodiff",

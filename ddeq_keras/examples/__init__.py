@@ -1,1 +1,3 @@
 """Small runnable examples."""
+
+__all__ = ["toy_equilibrium"]
