@@ -280,3 +280,13 @@ def test_implicit_adjoint_statistics_reach_the_fit_logs():
     assert all(0 < s <= 30 for s in steps) and all(0 <= f <= 1 for f in fallback)
     last = model.backbone.backward.report.last
     assert last["steps"].shape == (32,) and last["fallback"].dtype == bool
+
+
+def test_inference_draws_come_from_the_training_noise_distribution():
+    # Training starts from N(0, I) noise; the fixed inference draws must come from the
+    # same distribution (Keras's RandomNormal defaults to stddev 0.05). 1280 and 2048
+    # standard normal values: their std is within 0.1 of 1 (about 5 standard errors).
+    particles = to_numpy(create_model("ddeq_mnist").backbone.inference_particles)
+    noise = to_numpy(create_model("ddeq_mnist_completion").inference_noise)
+    for draw in (particles, noise):
+        assert abs(draw.std() - 1.0) < 0.1 and abs(draw.mean()) < 0.1

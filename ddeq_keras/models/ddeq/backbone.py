@@ -123,7 +123,8 @@ class DDEQBackbone(keras.Model):
         if self.num_particles is not None:
             self.inference_particles = self.add_weight(
                 shape=(self.num_particles, self.latent_dim),
-                initializer=keras.initializers.RandomNormal(seed=self.seed),
+                # N(0, I) like the training noise (Keras's default stddev is 0.05).
+                initializer=keras.initializers.RandomNormal(stddev=1.0, seed=self.seed),
                 trainable=False,
                 name="inference_particles",
             )

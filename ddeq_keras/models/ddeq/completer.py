@@ -115,7 +115,8 @@ class DDEQCompleter(Task):
             self.backbone.build({"points": points_shape, "particles": z_shape})
         self.inference_noise = self.add_weight(
             shape=(self.noise_capacity, self.point_dim),
-            initializer=keras.initializers.RandomNormal(seed=self.backbone.seed),
+            # N(0, 1) like the training noise (Keras's default stddev is 0.05).
+            initializer=keras.initializers.RandomNormal(stddev=1.0, seed=self.backbone.seed),
             trainable=False,
             name="inference_noise",
         )
