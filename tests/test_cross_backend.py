@@ -4,13 +4,14 @@ Models are built and saved (`.keras`) with the backend under test; each other
 backend loads them in its own process and computes the same outputs.
 
 Tolerances. One application of f: 1e-5 absolute (float32 kernels of XLA, oneDNN and
-ATen round differently, ~1e-7 per op). After a solve to the method's tolerance with
-Anderson (the default solver, here to rel 1e-6): logits 1e-4 absolute (measured
-1.8e-6 on an untrained `ddeq_mnist`); every registered model at tiny widths: 1e-4
-absolute + 1e-4 relative. (The Riesz Euler flow, which never converges, amplifies
-the rounding differences instead: ~0.5 on logits of size ~43 for the full MNIST
-configuration after 200 steps; that is why it is not the default.) A wrong weight
-mapping gives O(1) differences already in f.
+ATen round differently, ~1e-7 per op). After a solve: the solver stops at the first
+iterate within its tolerance, and rounding decides which iterate that is on each
+backend. With Anderson (the default) to rel MMD^2 1e-6, measured here up to 5.8e-3 on
+logits of size ~1 (a 9-point cloud, TensorFlow vs PyTorch; other samples agreed to
+1e-6): logits and outputs 2e-2 absolute, same argmax. (The Riesz Euler flow, which never
+converges, amplifies the rounding differences instead: ~0.5 on logits of size ~43 for
+the full MNIST configuration after 200 steps; that is why it is not the default.) A
+wrong weight mapping gives O(1) differences already in f.
 """
 
 import json
@@ -94,7 +95,7 @@ def test_same_weights_same_outputs_on_every_backend(tmp_path, rng, other):
                       float(np.abs(result["fz"] - fz).max()), "max_abs_logit_diff":
                       float(np.abs(result["logits"] - logits).max())}))
     np.testing.assert_allclose(result["fz"], fz, atol=1e-5)
-    np.testing.assert_allclose(result["logits"], logits, atol=1e-4)
+    np.testing.assert_allclose(result["logits"], logits, atol=2e-2)
     np.testing.assert_array_equal(result["logits"].argmax(-1), logits.argmax(-1))
 
 
@@ -114,4 +115,6 @@ def test_every_registered_model_loads_on_another_backend_with_the_same_outputs(
     for name, value in expected.items():
         diff = float(np.abs(result[name] - value).max())
         print(json.dumps({"model": name, "from": BACKEND, "to": other, "max_abs_diff": diff}))
-        np.testing.assert_allclose(result[name], value, atol=1e-4, rtol=1e-4, err_msg=name)
+        # Baselines have no solver: float32 rounding only, 1e-4.
+        atol = 2e-2 if name.startswith("ddeq") else 1e-4
+        np.testing.assert_allclose(result[name], value, atol=atol, err_msg=name)
