@@ -65,6 +65,39 @@ class DDEQClassifier(Task):
         self._record_flow_stats(out["stats"])
         return self.head(self.pool(out["particles"]))
 
+    def with_new_head(self, num_classes, class_names=None):
+        """A classifier for other classes on this one's backbone (for fine-tuning).
+
+        The new classifier shares this one's backbone (its weights, layers and
+        random state: not a copy) and preprocessor, and gets a freshly
+        initialised head; it is built and not compiled. Freeze the backbone
+        with ``new.backbone.trainable = False`` to train the head alone.
+
+        Args:
+            num_classes: number of new classes.
+            class_names: optional names of the new classes.
+
+        Returns:
+            A built `DDEQClassifier`.
+
+        Example:
+        >>> from ddeq_keras.models import create_model
+        >>> digits = create_model("ddeq_mnist", latent_dim=16, hidden_dim=4,
+        ...                       bilinear_dim=4, num_heads=2, ff_dim=16)
+        >>> shapes = digits.with_new_head(3, class_names=["disc", "ring", "square"])
+        >>> shapes.backbone is digits.backbone, shapes.head.units, shapes.class_names[0]
+        (True, 3, 'disc')
+        """
+        # Every other option of this task (name, dtype policy, ...) carries over.
+        config = {k: v for k, v in self.get_config().items()
+                  if k not in ("backbone", "preprocessor")}
+        config.update(num_classes=num_classes, class_names=class_names)
+        model = type(self)(self.backbone, preprocessor=self.preprocessor, **config)
+        build_config = self.get_build_config()  # the input shapes this one was built for
+        if build_config:
+            model.build_from_config(build_config)
+        return model
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         loss = super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
                                     training=training)
