@@ -36,6 +36,36 @@ class SinMap(keras.layers.Layer):
         return {**super().get_config(), "coupling": self.coupling}
 
 
+@keras.saving.register_keras_serializable(package="ddeq_keras_tests")
+class ScaleMap(keras.layers.Layer):
+    """``f(z)_i = a z_i + 1`` with a per-sample factor ``a`` (the context, ``(batch, 1, 1)``).
+
+    ``|a| < 1``: a contraction (fixed point ``1 / (1 - a)``). ``|a| > 1``: the
+    fixed point repels, and plain iteration (``AndersonSolver(memory=1)``)
+    diverges geometrically: Riesz ``MMD^2(z, f(z))`` is linear in the
+    displacement ``|(a - 1) z + 1|``, so it grows ``|a|``-fold per step; the
+    squared distances inside it overflow to inf after ~40 steps for ``a = 3``. (Anderson with memory >= 2
+    solves this linear map exactly.)
+    """
+
+    def call(self, z, context, mask=None):
+        return context * z + 1.0
+
+
+@keras.saving.register_keras_serializable(package="ddeq_keras_tests")
+class QuadraticMap(keras.layers.Layer):
+    """``f(z) = z + c z |z|`` with a per-sample ``c`` (the context, ``(batch, 1, 1)``).
+
+    Its only fixed point is 0, and the Euler flow of ``MMD^2(z, f(z))`` heads
+    there; but the velocity grows with ``|z|`` (the Jacobian is ``1 + 2c|z|``),
+    so a step size too large for ``c`` overshoots farther at every step and the
+    flow diverges (``c = 0.3, eta = 30``), while ``c * eta`` small converges.
+    """
+
+    def call(self, z, context, mask=None):
+        return z + context * z * ops.abs(z)
+
+
 def separated_particles(rng, batch=2, noise=0.5):
     """Three 2-D particles per sample, each near its own basin of `SinMap`."""
     centers = np.array([[0.0, 0.0], [2 * np.pi, 0.0], [0.0, 2 * np.pi]], "float32")

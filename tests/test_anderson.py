@@ -8,7 +8,7 @@ from keras import ops
 
 from conftest import to_numpy
 from ddeq_keras.layers import GradientFlowEquilibrium
-from ddeq_keras.solvers import AndersonSolver, EulerFlow, FlowProblem, get_solver
+from ddeq_keras.solvers import MAX_STEPS, AndersonSolver, EulerFlow, FlowProblem, get_solver
 from maps import SinMap, grads_wrt_weights_and_context, separated_particles, flow_layer
 
 S, W, THETA = 0.5, 0.1, 0.3
@@ -41,6 +41,9 @@ def test_reaches_the_equilibrium_where_riesz_euler_stalls(rng):
     # Fixed-step Riesz Euler plateaus at O(eta) (see test_flow): 200 steps do not get
     # there, while Anderson needs a handful of evaluations (no VJPs).
     assert not np.any(to_numpy(euler.converged))
+    # Its MMD^2 rises and falls (up to ~8-fold) but does not grow: out of budget,
+    # never taken for divergence (result code 3).
+    np.testing.assert_array_equal(to_numpy(euler.result), MAX_STEPS)
     evaluations = to_numpy(anderson.num_evaluations)
     assert np.all(evaluations <= 201 / 4), evaluations
     np.testing.assert_array_equal(evaluations, to_numpy(anderson.num_steps) + 1)

@@ -104,6 +104,28 @@ def test_train_modes_and_ratio(smoke):
     assert train["jit_compile_resolved"] == default["config"]["jit_compile"]
 
 
+def test_train_section_compares_the_training_solvers(smoke):
+    train = smoke[1]["sections"]["train"]
+    entry = train["models"]["ddeq_mnist"]
+    euler, anderson = entry["solvers"]["euler"], entry["solvers"]["anderson"]
+    assert euler["config"]["solver"] == "euler" and euler["config"]["eta"] == 5.0
+    assert euler["config"]["tol"] == 1e-4 and euler["config"]["check_every"] == 100
+    assert anderson["config"]["solver"] == "anderson" and anderson["config"]["tol"] == 1e-4
+    for result, cap in ((euler, 3), (anderson, 3)):
+        assert result["config"]["max_steps"] == cap
+        assert positive(result["step_s"])
+        # Mean updates per sample within the cap, and a share in [0, 1].
+        assert 1.0 <= result["evals_per_sample"] <= cap
+        assert 0.0 <= result["converged_share"] <= 1.0
+    # Euler's rule is checked every 100 steps: with a cap of 3 it always runs all 3.
+    assert euler["evals_per_sample"] == 3.0
+    assert entry["ratio_euler_over_anderson"] == pytest.approx(
+        euler["step_s"] / anderson["step_s"])
+    assert train["solver_settings"]["anderson"]["max_steps"] == 3
+    table = benchmark.format_tables(smoke[1])
+    assert "solver anderson: s per step / evals per sample / converged" in table
+
+
 def test_infer_throughput(smoke):
     infer = smoke[1]["sections"]["infer"]
     entry = infer["models"]["ddeq_mnist"]

@@ -122,7 +122,8 @@ def test_classifier_fit_reduces_loss_and_logs_solver_metrics(solver):
     assert history["loss"][-1] < history["loss"][0]
     if solver == "anderson":  # its flows converge inside `fit`; Euler's 8 steps do not
         assert history["flow_converged"][-1] > 0.5
-    for key in ("flow_steps", "flow_rel_mmd", "flow_converged", "flow_non_finite"):
+    for key in ("flow_steps", "flow_rel_mmd", "flow_converged", "flow_non_finite",
+                "flow_diverged"):
         assert key in history
     assert 0 < history["flow_steps"][-1] <= 8
     logs = model.evaluate(x, y, verbose=0, return_dict=True)

@@ -130,6 +130,7 @@ def test_pickle_disguised_as_safetensors_is_refused_without_unpickling(preset, t
 
 
 def test_unknown_name_lists_the_registered_presets(monkeypatch):
+    monkeypatch.setattr(registry, "PRESETS", {})  # independent of the real zoo
     with pytest.raises(PresetError, match=r"unknown preset 'nope'; registered presets: none yet"):
         load_preset("nope")
     entry = PresetEntry("org/tiny", "0" * 40, {n: "0" * 64 for n in
@@ -152,17 +153,23 @@ def test_registry_entries_must_pin_a_commit():
         PresetEntry("org/tiny", "main", {})
 
 
-def test_shipped_zoo_preset_loads_without_network_and_is_hash_checked(preset, tmp_path,
-                                                                      monkeypatch):
-    model, folder = preset
+def shipped_offline(preset, tmp_path, monkeypatch, name):
+    """The preset's model and its copy as ``zoo/<name>`` of a checkout with no network."""
+    model, _ = preset
     zoo = tmp_path / "zoo"
-    shipped = save_preset(model, zoo / "tiny_zoo", metrics=metrics())
+    shipped = save_preset(model, zoo / name, metrics=metrics())
 
     def no_network(*args, **kwargs):
-        raise AssertionError("a shipped preset must not be downloaded")
+        raise AssertionError("a preset shipped in zoo/ must not be downloaded")
 
     monkeypatch.setattr(hub_module, "download", no_network)
     monkeypatch.setattr(registry, "ZOO_DIR", zoo)
+    return model, shipped
+
+
+def test_shipped_zoo_preset_loads_without_network_and_is_hash_checked(preset, tmp_path,
+                                                                      monkeypatch):
+    model, shipped = shipped_offline(preset, tmp_path, monkeypatch, "tiny_zoo")
     monkeypatch.setitem(registry.PRESETS, "tiny_zoo",
                         entry_for_folder(shipped, "org/tiny_zoo", "1" * 40))
     x = sequential_inputs()
@@ -174,6 +181,26 @@ def test_shipped_zoo_preset_loads_without_network_and_is_hash_checked(preset, tm
     (shipped / "model.safetensors").write_bytes(bytes(data))
     with pytest.raises(PresetError, match=r"sha256 mismatch for model\.safetensors"):
         load_preset("tiny_zoo")
+
+
+def test_zoo_only_preset_loads_from_zoo_and_nowhere_else(preset, tmp_path, monkeypatch):
+    # A preset committed under zoo/ before it is published: no Hub repo, hashes pinned.
+    model, shipped = shipped_offline(preset, tmp_path, monkeypatch, "tiny_local")
+    entry = entry_for_folder(shipped, None, None)
+    assert not entry.on_hub
+    monkeypatch.setitem(registry.PRESETS, "tiny_local", entry)
+    x = sequential_inputs()
+    np.testing.assert_array_equal(outputs(load_preset("tiny_local"), x), outputs(model, x))
+    with pytest.raises(PresetError, match="not on the Hub yet"):
+        load_preset("tiny_local", revision="v2")
+    (shipped / "README.md").write_text("edited card")
+    with pytest.raises(PresetError, match=r"sha256 mismatch for README\.md of the zoo/ copy"):
+        load_preset("tiny_local")
+    monkeypatch.setattr(registry, "ZOO_DIR", tmp_path / "no_zoo")  # e.g. a wheel install
+    with pytest.raises(PresetError, match="not published on the Hub yet.*pip install -e"):
+        load_preset("tiny_local")
+    with pytest.raises(PresetError, match="give both a Hub repo and a revision, or neither"):
+        PresetEntry("org/tiny", None, {})
 
 
 def test_revision_is_refused_for_a_local_folder(preset):

@@ -11,9 +11,14 @@ One run measures, on one backend (every figure is measured in that run):
   - ``reference``: the authors' semantics run by our code: ``precompute_context=False``
     (x-only work redone at every flow step), ``solver="euler"``, ``eta=5``,
     ``check_every=100``, ``max_steps=S``, ``tol=0.0``.
-  Prints reference/default. Models are compiled with ``model.compile()`` (Keras's
-  ``jit_compile="auto"``: XLA on JAX, no XLA on TensorFlow on CPU, eager on torch); the
-  resolved setting is recorded.
+  Prints reference/default. Then, for each model, the training solvers of
+  ``--train-solvers``: ``euler`` (the authors' flow: eta 5, ``--flow-steps`` steps, their
+  rule rel MMD^2 < 1e-4 checked every 100 steps) and ``anderson`` (to the same tolerance,
+  checked every step, at most ``--anderson-max-steps``), each with seconds per step, map
+  evaluations per sample and the share of samples converged in the last timed step, and
+  the ratio euler/anderson of seconds per step. Models are compiled with
+  ``model.compile()`` (Keras's ``jit_compile="auto"``: XLA on JAX, no XLA on TensorFlow
+  on CPU, eager on torch); the resolved setting is recorded.
 * ``infer``: clouds per second of ``model.predict_on_batch`` (the backend's compiled
   predict function: ``jax.jit`` on JAX, ``tf.function`` on TensorFlow, eager on torch)
   on one batch, after a warm-up call, for the same models and modes.
@@ -32,7 +37,13 @@ One run measures, on one backend (every figure is measured in that run):
   size during the timed step (the kernel's high-water mark ``VmHWM`` reset just before it
   through ``/proc/self/clear_refs``, after ``gc`` and ``malloc_trim``; where that is not
   possible, RSS sampled every millisecond) minus the RSS after the imports (on JAX, XLA's
-  memory analysis is recorded too). The method is recorded.
+  memory analysis is recorded too). The method is recorded. Then, under
+  ``training_steps``, one full-size training step of each model of
+  ``--memory-train-models`` (default ``ddeq_modelnet40`` at 1,024 points and
+  ``ddeq_mnist_completion`` at 351, the models' own padded lengths): Anderson,
+  ``max_steps=--memory-train-steps`` (20), ``tol=0``, phantom backward, at ``--batch-size``;
+  seconds of the step and peak memory as above, each in a fresh subprocess. A step that
+  fails (out of memory) is recorded as an error.
 * ``solvers`` (only with ``--checkpoint`` and ``--data``, or in ``--smoke``): evaluates
   the test clouds in inference mode with each solver of ``--solvers``: accuracy, map
   evaluations per sample until the stopping rule was met (mean / median / 90th
@@ -96,15 +107,24 @@ def parse_args(argv):
         help="comma list of train/infer models")
     add("--batch-size", type=int, default=None, help="default 64 (smoke 4)")
     add("--num-points", type=int, default=None,
-        help="padded cloud length (default: per model, 351 MNIST / 800 ModelNet40; smoke 24)")
+        help="padded cloud length (default: per model, 351 MNIST / 1024 ModelNet40; smoke 24)")
     add("--flow-steps", type=int, default=None, help="train/infer/jit flow steps (200; smoke 3)")
     add("--repeats", type=int, default=3, help="timed calls (median reported)")
+    add("--train-solvers", default="euler,anderson",
+        help="comma list of training solvers the train section compares")
+    add("--anderson-max-steps", type=int, default=None,
+        help="cap of the Anderson training solver (50; smoke 3)")
     add("--jit-model", default="ddeq_mnist")
     add("--jit-timeout", type=float, default=None,
         help="seconds for the torch.compile subprocess (1800; smoke 30)")
     add("--memory-model", default="ddeq_mnist")
     add("--memory-steps", default=None, help="comma list of flow steps (50,500; smoke 3,30)")
     add("--memory-backwards", default="phantom,implicit")
+    add("--memory-train-models", default=None,
+        help="comma list of models whose full-size training step the memory section "
+             "measures (ddeq_modelnet40,ddeq_mnist_completion; smoke: none)")
+    add("--memory-train-steps", type=int, default=20,
+        help="Anderson steps of those training steps (tol=0)")
     add("--memory-jobs", type=int, default=None,
         help="memory subprocesses at a time (1; smoke 2)")
     add("--worker-timeout", type=float, default=None,
@@ -132,7 +152,11 @@ def parse_args(argv):
     args.overrides = dict(SMOKE_OVERRIDES) if args.smoke else {}
     args.models = [m for m in args.models.split(",") if m]
     args.memory_backwards = [b for b in args.memory_backwards.split(",") if b]
+    if args.memory_train_models is None:  # smoke: keep CI short
+        args.memory_train_models = "" if args.smoke else "ddeq_modelnet40,ddeq_mnist_completion"
+    args.memory_train_models = [m for m in args.memory_train_models.split(",") if m]
     args.solvers = [s for s in args.solvers.split(",") if s]
+    args.train_solvers = [s for s in args.train_solvers.split(",") if s]
     if args.sections is None:
         args.sections = [s for s in SECTIONS
                          if s != "solvers" or args.checkpoint or args.smoke]

@@ -123,6 +123,18 @@ def trim_csv(path, epochs_done):
         _write_csv(path, [r for r in rows if int(r["epoch"]) < epochs_done], fields)
 
 
+def epoch_learning_rate(optimizer):
+    """The rate of the epoch's last step. ``optimizer.learning_rate`` is the rate of
+    the *next* step: one epoch ahead where a schedule decays at an epoch's end."""
+    schedule = getattr(optimizer, "_learning_rate", None)  # no public getter in Keras 3
+    steps = int(keras.ops.convert_to_numpy(optimizer.iterations))
+    if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule) and steps:
+        rate = schedule(steps - 1)
+    else:
+        rate = optimizer.learning_rate
+    return float(keras.ops.convert_to_numpy(rate))
+
+
 @dataclasses.dataclass
 class Phases:
     """How a run's epochs split into phases, each compiled its own way.
@@ -263,12 +275,12 @@ class TrainingLoop:
                 break
             val = {} if monitor is None else model.evaluate(monitor, verbose=0,
                                                             return_dict=True)
-            rate = model.optimizer.learning_rate
+            rate = epoch_learning_rate(model.optimizer)
             append_csv(self.csv_path, {
                 "epoch": epoch, **({"phase": self.phase} if self.phases.logged else {}),
                 "train_seconds": round(seconds, 1),
                 "steps_in_metrics": callback.steps_done - first,
-                "learning_rate": float(keras.ops.convert_to_numpy(rate)),
+                "learning_rate": rate,
                 **{f"train_{k}": round(float(v), 6) for k, v in logs.items()},
                 **{f"monitor_{k}": round(float(v), 6) for k, v in val.items()}})
             progress = {"epoch": epoch + 1, "step": 0, "train_seconds": seconds,

@@ -64,40 +64,13 @@ def plot_confusion(matrix, class_names, out):
     return _save(fig, out)
 
 
-def _pca_plane(z):
-    centred = z - z.mean(axis=0)
-    _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    return vt[:2].T
-
-
 def plot_particles(model, x, out, count=3):
-    """Clouds and their particles at the start and at the equilibrium."""
+    """Clouds and their particles at the start and at the equilibrium (the library's
+    figure, `ddeq_keras.examples.figures.plot_particles`)."""
+    from ddeq_keras.examples.figures import plot_particles as draw
+
     batch = {"points": np.asarray(x["points"]), "mask": np.asarray(x["mask"]).astype(bool)}
-    points, mask = batch["points"][:count], batch["mask"][:count]
-    backbone = model.backbone
-    z0 = keras.ops.convert_to_numpy(backbone.initial_particles(len(points), training=False))
-    # Compiled, on the whole batch (its shape is compiled already or will be again):
-    # an eager solve takes seconds per iteration on JAX.
-    out_ = backbone.predict_on_batch(batch)
-    z = np.asarray(out_["particles"])[:count]
-    steps = np.asarray(out_["stats"]["num_steps"])[:count]
-    fig, axes = plt.subplots(2, len(points), figsize=(3.2 * len(points), 6.2), squeeze=False)
-    for i in range(len(points)):
-        cloud = points[i][mask[i]]
-        axes[0, i].scatter(cloud[:, 0], -cloud[:, 1] if cloud.shape[1] == 2 else cloud[:, 2],
-                           s=4, c="k")
-        axes[0, i].set_title(f"cloud {i} ({mask[i].sum()} points)")
-        axes[0, i].set_aspect("equal")
-        plane = _pca_plane(z[i])
-        start, end = z0[i] @ plane, z[i] @ plane
-        for a, b in zip(start, end):
-            axes[1, i].annotate("", xy=b, xytext=a,
-                                arrowprops=dict(arrowstyle="->", color="0.6", lw=0.6))
-        axes[1, i].scatter(*start.T, s=14, c="tab:blue", label="start z0")
-        axes[1, i].scatter(*end.T, s=14, c="tab:red", label="equilibrium z*")
-        axes[1, i].set_title(f"particles, PCA plane ({int(steps[i])} steps)")
-        axes[1, i].legend(fontsize=7)
-    return _save(fig, out)
+    return draw(model.backbone, batch, out, count=count)
 
 
 def plot_completions(model, x, y, out, count=3):

@@ -18,6 +18,16 @@ fixed during an equilibrium solve are computed once:
 
 ``call`` is exactly ``attend(query, compute_context(...))``, so both paths give
 bit-identical results.
+
+Long inputs: when the ``(heads, n_q, n_k)`` scores of one sample exceed
+`ddeq_keras.ops.attention.FULL_SCORES_MAX_ELEMENTS`, `attend` never
+materialises them (`ddeq_keras.ops.attention.memory_efficient_attention`:
+PyTorch's fused kernel, elsewhere blocks of queries with a recomputing
+backward pass), so self-attention over a 1,024-point cloud at batch 64 does
+not need its 8 GiB ``(64, 32, 1024, 1024)`` score tensor. Same results to
+float32 rounding, padded keys still get exactly zero weight. Short inputs
+(the particles of a flow step) keep the plain path; so does any call with an
+``attention_mask`` or ``return_attention_scores=True``.
 """
 
 import math
@@ -27,6 +37,7 @@ from keras import ops
 
 from ddeq_keras.layers._common import ConfigFieldsMixin, clone_initializer
 from ddeq_keras.ops import zero_padded
+from ddeq_keras.ops.attention import memory_efficient_attention, scores_are_large
 
 
 def _mask_value(dtype):
@@ -233,10 +244,19 @@ class MaskedMultiHeadAttention(ConfigFieldsMixin, keras.layers.Layer):
         Returns:
             ``(batch, n_q, output_dim)`` (and the weights
             ``(batch, heads, n_q, n_k)``).
+
+        Long inputs without ``attention_mask`` and ``return_attention_scores``
+        take the memory-efficient path (see the module docstring).
         """
         q = self.query_dense(query)
         q = q * ops.cast(1.0 / math.sqrt(self._head_dim), q.dtype)
-        scores = ops.matmul(ops.transpose(q, (0, 2, 1, 3)), context["key"])  # (a, h, q, k)
+        q = ops.transpose(q, (0, 2, 1, 3))  # (a, h, q, d)
+        if (attention_mask is None and not return_attention_scores
+                and scores_are_large(q.shape[1], q.shape[2], context["key"].shape[-1])):
+            out = memory_efficient_attention(q, context["key"], context["value"],
+                                             context.get("bias"))
+            return self.output_dense(out)
+        scores = ops.matmul(q, context["key"])  # (a, h, q, k)
         if attention_mask is None:
             # Adding the bias equals masking: a padded logit becomes the fill
             # value exactly (|score| is far below its rounding step) and gets

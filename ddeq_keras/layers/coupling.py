@@ -28,7 +28,8 @@ class AffineCouplingEmbedding(ConfigFieldsMixin, keras.layers.Layer):
     Choice of the scale: by default ``s(z1)`` enters ``exp`` unbounded, as in
     the method's formula (note that for embedded points ``z2 = 0``, so the
     scale has no effect on the embedding itself, only on `couple`/`inverse`
-    of general latents). ``scale_activation="tanh"`` bounds it without adding
+    of general latents; `couple` takes ``z2 * exp(s)`` to be 0 wherever
+    ``z2 = 0``, even where ``exp(s)`` overflows). ``scale_activation="tanh"`` bounds it without adding
     parameters.
 
     Args:
@@ -124,6 +125,11 @@ class AffineCouplingEmbedding(ConfigFieldsMixin, keras.layers.Layer):
         z = ops.convert_to_tensor(z)
         z1, z2 = z[..., : self.split], z[..., self.split :]
         s, t = self._scale_shift(z1)
+        # Where z2 is 0 (every embedded point) the scaled term is 0 whatever s
+        # is, but exp(s) overflows for points ~100 from the origin and 0 * inf
+        # is NaN: use s = 0 there (same value; the gradient, z2 exp(s) = 0,
+        # stays 0 instead of 0 * inf).
+        s = ops.where(z2 == 0, ops.zeros_like(s), s)
         return ops.concatenate([z1, z2 * ops.exp(s) + t], axis=-1)
 
     def inverse(self, y):

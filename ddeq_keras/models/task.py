@@ -3,7 +3,10 @@
 import keras
 from keras import ops
 
+from ddeq_keras.models.inputs import check_batch, check_dtypes
 from ddeq_keras.preprocessing import PointCloudPreprocessor
+from ddeq_keras.solvers import DIVERGED, NON_FINITE, report_nonconvergence
+from ddeq_keras.solvers.convergence import check_on_nonconvergence
 
 
 class Task(keras.Model):
@@ -17,18 +20,40 @@ class Task(keras.Model):
       normalises them first. Batches given as ``{"points", "mask"}`` dicts or
       datasets are taken as already preprocessed (the training pipeline
       applies the same normalisation), and calling the model directly
-      (``task(batch)``) expects preprocessed batches too.
+      (``task(batch)``) expects preprocessed batches too. NumPy batches are
+      checked on the host first (NaN / out-of-range coordinates, empty
+      masks: a ``ValueError`` naming them), since compiled steps cannot.
+    - Non-convergence is never silent in `predict` / `predict_on_batch`: each
+      sample's solver result code comes back with the outputs, and samples
+      that did not converge (out of budget, non-finite, diverged; see
+      `Solution`) are reported by ``on_nonconvergence``: ``"warn"`` (default)
+      a `NonConvergenceWarning`, ``"raise"`` a `NonConvergenceError`,
+      ``"ignore"`` nothing. Set it at construction, as the attribute (it is
+      saved in the config), or per call (``predict(x,
+      on_nonconvergence="raise")``). The codes are a ``(batch,)`` int32
+      output of the compiled step, read after it, so the check costs no device
+      synchronisation inside the solve (measured: no difference in predict
+      time) and "warn" can be the default. Calling the model directly returns
+      no statistics: use ``task.backbone(x)["stats"]`` and
+      `ddeq_keras.solvers.report_nonconvergence`.
     - `keras.saving.load_model` restores the compiled state (optimizer
       included), although the tasks override `compile` with ``"auto"``
       defaults.
     - The solver statistics of each forward pass appear in the `fit` /
       `evaluate` logs: ``flow_steps`` (mean updates per sample),
       ``flow_rel_mmd`` (mean final ``MMD^2`` relative to the initial one),
-      ``flow_converged`` (share of samples that met the tolerance) and
-      ``flow_non_finite`` (share stopped by NaN/inf).
+      ``flow_converged`` (share of samples that met the tolerance),
+      ``flow_non_finite`` (share stopped by NaN/inf) and ``flow_diverged``
+      (share stopped for divergence).
+
+    Args:
+        backbone: a `DDEQBackbone`.
+        preprocessor: a `PointCloudPreprocessor` or None.
+        on_nonconvergence: ``"warn"``, ``"raise"`` or ``"ignore"`` (see above).
+        **kwargs: base `keras.Model` arguments.
     """
 
-    def __init__(self, backbone, preprocessor=None, **kwargs):
+    def __init__(self, backbone, preprocessor=None, on_nonconvergence="warn", **kwargs):
         super().__init__(**kwargs)
         if preprocessor is not None and not isinstance(preprocessor, PointCloudPreprocessor):
             raise ValueError(
@@ -41,11 +66,26 @@ class Task(keras.Model):
         self.flow_rel_mmd_tracker = keras.metrics.Mean(name="flow_rel_mmd")
         self.flow_converged_tracker = keras.metrics.Mean(name="flow_converged")
         self.flow_non_finite_tracker = keras.metrics.Mean(name="flow_non_finite")
+        self.flow_diverged_tracker = keras.metrics.Mean(name="flow_diverged")
         self._flow_stats = None
+        self.on_nonconvergence = on_nonconvergence
+
+    @property
+    def on_nonconvergence(self):
+        """What `predict` does about samples that did not converge (see class doc)."""
+        return self._on_nonconvergence
+
+    @on_nonconvergence.setter
+    def on_nonconvergence(self, value):
+        self._on_nonconvergence = check_on_nonconvergence(value)
 
     @property
     def point_dim(self):
         return self.backbone.point_dim
+
+    def __call__(self, inputs, *args, **kwargs):
+        inputs = check_dtypes(inputs)  # before Keras converts them (see check_dtypes)
+        return super().__call__(inputs, *args, **kwargs)
 
     # -- raw clouds ---------------------------------------------------------
     def preprocess(self, clouds):
@@ -56,10 +96,51 @@ class Task(keras.Model):
         return keras.tree.map_structure(ops.convert_to_numpy, preprocessor(clouds))
 
     def _raw(self, x):
-        return self.preprocess(x) if PointCloudPreprocessor.is_raw(x) else x
+        # A list is never a batch (batches are dicts or arrays): the
+        # preprocessor names whichever cloud of it is wrong.
+        if isinstance(x, (list, tuple)) or PointCloudPreprocessor.is_raw(x):
+            x = self.preprocess(x)
+        check_batch(x, self.point_dim)
+        return x
 
-    def predict(self, x, *args, **kwargs):
-        return super().predict(self._raw(x), *args, **kwargs)
+    def predict(self, x, *args, on_nonconvergence=None, **kwargs):
+        """`keras.Model.predict`, on raw clouds too, reporting non-convergence.
+
+        Args:
+            x: raw clouds (see class doc), a batch, a dataset.
+            *args, **kwargs: `keras.Model.predict` arguments.
+            on_nonconvergence: overrides the task's ``on_nonconvergence`` for
+                this call.
+        """
+        policy = check_on_nonconvergence(
+            self.on_nonconvergence if on_nonconvergence is None else on_nonconvergence)
+        outputs, result = super().predict(self._raw(x), *args, **kwargs)
+        self._report(result, policy, "predict")
+        return outputs
+
+    def predict_on_batch(self, x, on_nonconvergence=None):
+        """`keras.Model.predict_on_batch`, on raw clouds too, reporting non-convergence."""
+        policy = check_on_nonconvergence(
+            self.on_nonconvergence if on_nonconvergence is None else on_nonconvergence)
+        outputs, result = super().predict_on_batch(self._raw(x))
+        self._report(result, policy, "predict_on_batch")
+        return outputs
+
+    def predict_step(self, *args, **kwargs):
+        # The solver's per-sample result codes travel with the outputs (one
+        # small int32 tensor), so `predict` can report them after the compiled
+        # step. ``call`` records the statistics during this same trace.
+        self._flow_stats = None
+        out = super().predict_step(*args, **kwargs)
+        stats, self._flow_stats = self._flow_stats, None
+        if keras.config.backend() == "jax":  # (outputs, non-trainable state)
+            outputs, state = out
+            return (outputs, stats["result"]), state
+        return out, stats["result"]
+
+    def _report(self, result, policy, where):
+        report_nonconvergence(ops.convert_to_numpy(result), policy,
+                              solver=self.backbone.solver, where=where, stacklevel=4)
 
     def evaluate(self, x=None, *args, **kwargs):
         return super().evaluate(self._raw(x), *args, **kwargs)
@@ -82,10 +163,18 @@ class Task(keras.Model):
         if stats is None:
             return
         initial = ops.maximum(stats["mmd_initial"], 1e-30)
+        rel = stats["mmd_final"] / initial
+        # A sample whose very first evaluation was NaN has no finite MMD: it is
+        # counted by flow_non_finite and left out of the mean (one NaN would
+        # turn the epoch's mean into NaN).
+        finite = ops.isfinite(rel)
         self.flow_steps_tracker.update_state(ops.cast(stats["num_steps"], "float32"))
-        self.flow_rel_mmd_tracker.update_state(stats["mmd_final"] / initial)
+        self.flow_rel_mmd_tracker.update_state(ops.where(finite, rel, ops.zeros_like(rel)),
+                                               sample_weight=ops.cast(finite, rel.dtype))
         self.flow_converged_tracker.update_state(ops.cast(stats["converged"], "float32"))
-        self.flow_non_finite_tracker.update_state(ops.cast(stats["result"] == 2, "float32"))
+        self.flow_non_finite_tracker.update_state(
+            ops.cast(stats["result"] == NON_FINITE, "float32"))
+        self.flow_diverged_tracker.update_state(ops.cast(stats["result"] == DIVERGED, "float32"))
 
     # -- presets -------------------------------------------------------------
     @classmethod
@@ -174,6 +263,7 @@ class Task(keras.Model):
         backbone.pop("build_config", None)
         config.update({
             "backbone": backbone,
+            "on_nonconvergence": self.on_nonconvergence,
             "preprocessor": None if self.preprocessor is None
             else keras.saving.serialize_keras_object(self.preprocessor),
         })

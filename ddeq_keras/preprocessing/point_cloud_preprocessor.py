@@ -89,7 +89,10 @@ class PointCloudPreprocessor(keras.layers.Layer):
         points = np.zeros((len(arrays), length, self.point_dim), "float32")
         mask = np.zeros((len(arrays), length), bool)
         for i, a in enumerate(arrays):
-            if len(a) > length:  # evenly spaced, deterministic
+            if len(a) > length:
+                # Evenly spaced in the lexicographic order of the points, so the
+                # subset is the same for any order of the same points.
+                a = a[np.lexsort(a.T[::-1])]
                 a = a[np.floor(np.arange(length) * (len(a) / length)).astype(int)]
             points[i, : len(a)] = a
             mask[i, : len(a)] = True
@@ -100,15 +103,17 @@ class PointCloudPreprocessor(keras.layers.Layer):
             a = np.asarray(cloud)
         except Exception as error:  # ragged nested lists and the like
             raise ValueError(f"Cloud {index} is not an array of numbers: {error}") from None
-        if a.dtype == object or not np.issubdtype(a.dtype, np.number):
-            raise ValueError(f"Cloud {index} must hold numbers; got dtype {a.dtype}.")
+        if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+            # Complex numbers too: casting them would silently drop a part.
+            raise ValueError(f"Cloud {index} must hold numbers (real ones); got dtype {a.dtype}.")
         if a.ndim != 2 or a.shape[1] != self.point_dim:
             raise ValueError(
                 f"Cloud {index} must have shape (num_points, {self.point_dim}); got {a.shape}."
             )
         if len(a) == 0:
             raise ValueError(f"Cloud {index} is empty: it has no points.")
-        a = a.astype("float32")
+        with np.errstate(over="ignore"):  # 1e300 becomes inf: reported just below
+            a = a.astype("float32")
         if not np.all(np.isfinite(a)):
             bad = int(np.sum(~np.all(np.isfinite(a), axis=1)))
             raise ValueError(
@@ -118,7 +123,8 @@ class PointCloudPreprocessor(keras.layers.Layer):
         return a
 
     def __call__(self, inputs, *args, **kwargs):
-        if self.is_raw(inputs):
+        # Any list is raw clouds: `pack` names the cloud that is not (n, d).
+        if isinstance(inputs, (list, tuple)) or self.is_raw(inputs):
             inputs = self.pack(inputs)
         return super().__call__(inputs, *args, **kwargs)
 

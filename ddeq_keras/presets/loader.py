@@ -42,12 +42,22 @@ def resolve(name_or_path, revision=None):
     if not _looks_like_path(name_or_path) and name_or_path in registry.PRESETS:
         entry = registry.get_entry(name_or_path)
         if revision not in (None, entry.revision):
+            if not entry.on_hub:
+                raise PresetError(f"registry preset {name_or_path!r} is not on the Hub yet "
+                                  f"(it ships in zoo/ only): revision={revision!r} cannot "
+                                  "apply; load it without a revision")
             raise PresetError(f"registry preset {name_or_path!r} is pinned to {entry.revision}; "
                               f"for revision {revision!r} load hf://{entry.repo_id}@{revision}")
         shipped = registry.shipped_folder(name_or_path)
         if shipped is not None:
             registry.verify_files(entry, shipped, "the zoo/ folder of this checkout")
             return shipped
+        if not entry.on_hub:
+            raise PresetError(
+                f"registry preset {name_or_path!r} is not published on the Hub yet: it ships "
+                f"in the zoo/ folder of a ddeq-keras source checkout, and {registry.ZOO_DIR} "
+                "has no copy. Install from a checkout (`pip install -e .` in it) or pass the "
+                "preset folder itself")
         folder = hub.download(entry.repo_id, entry.revision, files=list(entry.sha256))
         registry.verify_files(entry, folder, "the Hub download")
         return folder

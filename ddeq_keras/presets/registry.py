@@ -4,6 +4,10 @@ An entry pins a Hub commit and the sha256 of every file, so a name always loads 
 same bytes: the files are checked after download (and, for a copy shipped under
 ``zoo/<name>/`` in a checkout of this repository, before loading from there with no
 network). Add an entry with the output of `entry_for_folder` after publishing.
+
+A preset trained and committed under ``zoo/`` before it is published has an entry
+without a Hub repo (``repo_id=None, revision=None``): it loads from the checkout's
+``zoo/`` folder, hash-checked, and nowhere else.
 """
 
 import dataclasses
@@ -24,19 +28,32 @@ class PresetEntry:
     """One registered preset.
 
     Attributes:
-        repo_id: its Hub repo, ``owner/name``.
-        revision: the pinned Hub commit (40 hex digits).
+        repo_id: its Hub repo, ``owner/name``; None for a preset shipped in
+            ``zoo/`` only (not published yet).
+        revision: the pinned Hub commit (40 hex digits); None with ``repo_id``.
         sha256: file name -> sha256 hex digest, for every file of the preset.
         description: one line for `list_presets` users.
     """
 
-    repo_id: str
-    revision: str
+    repo_id: str | None
+    revision: str | None
     sha256: dict
     description: str = ""
 
+    @property
+    def on_hub(self):
+        return self.repo_id is not None
+
+    @property
+    def label(self):
+        """How messages name it: ``owner/name@revision``, or the zoo copy."""
+        return f"{self.repo_id}@{self.revision}" if self.on_hub else "the zoo/ copy"
+
     def __post_init__(self):
-        if not _COMMIT.match(self.revision):
+        if (self.repo_id is None) != (self.revision is None):
+            raise PresetError(f"registry entry {self.repo_id!r}@{self.revision!r}: give both "
+                              "a Hub repo and a revision, or neither (a zoo/-only preset)")
+        if self.on_hub and not _COMMIT.match(self.revision):
             raise PresetError(f"registry entry for {self.repo_id}: revision {self.revision!r} "
                               "must be a full commit sha (40 hex digits), not a branch or tag")
         from ddeq_keras.presets.format import REQUIRED_FILES
@@ -46,8 +63,23 @@ class PresetEntry:
             raise PresetError(f"registry entry for {self.repo_id} lacks hashes of {missing}")
 
 
-# name -> PresetEntry. Empty until the first trained weights are published.
-PRESETS = {}
+# name -> PresetEntry. Regenerate an entry's hashes with
+# `entry_for_folder("zoo/<name>", repo_id, revision)` after changing any of its files.
+PRESETS = {
+    "ddeq_mnist": PresetEntry(
+        repo_id=None,  # trained and committed under zoo/; not published on the Hub yet
+        revision=None,
+        sha256={
+            "config.json": "ee3da6ca67d434558864df1e01c2db6c3ab7565943f663d52cdd098563380704",
+            "model.safetensors":
+                "564e2d979b1afb89a4b03beccbccfe76d5dae41d169ca032c301690e8978cca5",
+            "README.md": "fb7c37b909e15e4bbc82306d96028dbb0f526c6adb5f60f086e0394332dc97a7",
+            "metrics.json": "ee03c0c60645726088db58ffed95a11b486b3745552308cb5df94e7fb959aa5c",
+        },
+        description="MNIST point-cloud classifier, the authors' configuration; "
+                    "97.78% on the 10,000 test clouds",
+    ),
+}
 
 
 def list_presets():
@@ -100,16 +132,17 @@ def verify_files(entry, folder, origin):
     for name, expected in sorted(entry.sha256.items()):
         path = Path(folder) / name
         if not path.is_file():
-            raise PresetError(f"{name} of {entry.repo_id}@{entry.revision} is missing from "
+            raise PresetError(f"{name} of {entry.label} is missing from "
                               f"{origin} ({folder})")
         actual = sha256_of(path)
         if actual != expected:
             raise PresetError(
-                f"sha256 mismatch for {name} of {entry.repo_id}@{entry.revision} from "
+                f"sha256 mismatch for {name} of {entry.label} from "
                 f"{origin}: got {actual}, the registry pins {expected}. The file is corrupt "
-                f"or was changed; it was not loaded. Delete the copy ({path}; for the Hub "
-                f"cache: `hf cache rm model/{entry.repo_id}`) and retry; if it persists, "
-                "report it to the ddeq-keras maintainers"
+                f"or was changed; it was not loaded. Restore or delete the copy ({path}"
+                + (f"; for the Hub cache: `hf cache rm model/{entry.repo_id}`"
+                   if entry.on_hub else "; `git checkout -- zoo/` restores a checkout's")
+                + ") and retry; if it persists, report it to the ddeq-keras maintainers"
             )
 
 

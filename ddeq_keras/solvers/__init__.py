@@ -21,10 +21,17 @@ from ddeq_keras.solvers.adjoint import (
     UnrolledAdjoint,
 )
 from ddeq_keras.solvers.anderson import AndersonSolver
+from ddeq_keras.solvers.convergence import (
+    ON_NONCONVERGENCE,
+    NonConvergenceError,
+    NonConvergenceWarning,
+    report_nonconvergence,
+)
 from ddeq_keras.solvers.euler import EulerFlow
 from ddeq_keras.solvers.problem import FlowProblem
 from ddeq_keras.solvers.solution import (
     CONVERGED,
+    DIVERGED,
     MAX_STEPS,
     NON_FINITE,
     RESULT_NAMES,
@@ -37,11 +44,15 @@ __all__ = [
     "Adjoint",
     "AndersonSolver",
     "CONVERGED",
+    "DIVERGED",
     "EulerFlow",
     "FlowProblem",
     "ImplicitAdjoint",
     "MAX_STEPS",
     "NON_FINITE",
+    "NonConvergenceError",
+    "NonConvergenceWarning",
+    "ON_NONCONVERGENCE",
     "PhantomAdjoint",
     "RESULT_NAMES",
     "SOLVERS",
@@ -50,6 +61,7 @@ __all__ = [
     "UnrolledAdjoint",
     "get_adjoint",
     "get_solver",
+    "report_nonconvergence",
 ]
 
 SOLVERS = {"euler": EulerFlow, "anderson": AndersonSolver}

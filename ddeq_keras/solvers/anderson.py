@@ -28,8 +28,9 @@ class AndersonSolver(StoppingRule):
     budget runs out returns its best iterate (lowest ``MMD^2``), never a worse
     one than its start. Where the extrapolation is not finite (a singular
     least-squares problem) the step falls back to plain iteration; a sample
-    whose map gives NaN/inf stops with result `NON_FINITE` and returns its
-    best finite iterate.
+    whose map gives NaN/inf stops with result `NON_FINITE`, and one whose
+    ``MMD^2`` keeps growing stops with result `DIVERGED` (see `StoppingRule`);
+    both return their best finite iterate.
 
     This is the default solver: it reaches the method's tolerance in a few
     evaluations where the authors' Euler flow (`EulerFlow`) oscillates.
@@ -39,7 +40,8 @@ class AndersonSolver(StoppingRule):
         regularization: Tikhonov term of the least-squares problem, relative
             to the mean squared residual (keeps it solvable when residuals are
             nearly collinear).
-        max_steps, tol, stopping, check_every, per_sample: see `StoppingRule`.
+        max_steps, tol, stopping, check_every, per_sample, divergence_patience,
+            divergence_factor: see `StoppingRule`.
 
     Example:
     >>> from ddeq_keras.solvers import AndersonSolver, FlowProblem
@@ -55,9 +57,12 @@ class AndersonSolver(StoppingRule):
     name = "anderson"
 
     def __init__(self, memory=5, regularization=1e-4, max_steps=200, tol=1e-4,
-                 stopping="rel", check_every=1, per_sample=True):
+                 stopping="rel", check_every=1, per_sample=True, divergence_patience=5,
+                 divergence_factor=100.0):
         super().__init__(max_steps=max_steps, tol=tol, stopping=stopping,
-                         check_every=check_every, per_sample=per_sample)
+                         check_every=check_every, per_sample=per_sample,
+                         divergence_patience=divergence_patience,
+                         divergence_factor=divergence_factor)
         if int(memory) != memory or memory < 1:
             raise ValueError(f"`memory` must be an integer >= 1; got memory={memory!r}.")
         if not regularization > 0:
@@ -79,18 +84,18 @@ class AndersonSolver(StoppingRule):
             return ops.reshape(t, (-1, 1, 1))
 
         def step(state):
-            k, z, done, steps, m0, mk, zs, hs, best_z, best_m, bad = state
+            k, z, done, steps, m0, mk, zs, hs, watch, bad = state
             hz = problem.image(z)
             m_new = problem.mmd(z, hz)
             m0 = ops.where(k == 0, m_new, m0)
-            broken = ops.logical_and(ops.logical_not(done),
-                                     ops.logical_not(self.finite(m_new, hz)))
+            running = ops.logical_not(done)
+            finite = self.finite(m_new, hz)
+            broken = ops.logical_and(running, ops.logical_not(finite))
             bad = ops.logical_or(bad, broken)
-            # Best iterate so far (NaN never counts as better).
-            better = ops.logical_and(ops.logical_not(done), m_new < best_m)
-            best_z = ops.where(as_batch(better), z, best_z)
-            best_m = ops.where(better, m_new, best_m)
-            done = ops.logical_or(self.update_done(k, done, m_new, m0), bad)
+            # Best iterate so far and the divergence test (finite evaluations only).
+            watch = self.update_watch(watch, k, ops.logical_and(running, finite), z, m_new, mk)
+            failed = ops.logical_or(bad, watch[3])
+            done = ops.logical_or(self.update_done(k, done, m_new, m0), failed)
             # History: a ring buffer of (z_i, f(z_i)); at k = 0 every slot holds
             # the first pair, and duplicates just share their weight.
             slot = ops.arange(m) == k % m
@@ -105,22 +110,24 @@ class AndersonSolver(StoppingRule):
             z_next = ops.where(movable, z_next, z)
             z = ops.where(as_batch(done), z, z_next)
             steps = steps + ops.cast(ops.logical_not(done), "int32")
-            return (k + 1, z, done, steps, m0, m_new, zs, hs, best_z, best_m, bad)
+            return (k + 1, z, done, steps, m0, m_new, zs, hs, watch, bad)
 
         zeros = ops.zeros((batch,), dtype=z0.dtype)
         history = ops.zeros((m,) + tuple(ops.shape(z0)), dtype=z0.dtype)
-        inf = ops.full((batch,), float("inf"), dtype=z0.dtype)
         state = (ops.convert_to_tensor(0, dtype="int32"), z0,
                  ops.zeros((batch,), dtype="bool"), ops.zeros((batch,), dtype="int32"),
-                 zeros, zeros, history, history, z0, inf, ops.zeros((batch,), dtype="bool"))
+                 zeros, zeros, history, history, self.start_watch(z0),
+                 ops.zeros((batch,), dtype="bool"))
         state = step(state)
         state = iterate(step, state, all_done=lambda s: ops.all(s[2]),
                         num_steps=self.max_steps, check_every=self.check_every,
                         unroll=unroll)
-        k, z, done, steps, m0, mk, zs, hs, best_z, best_m, bad = state
+        k, z, done, steps, m0, mk, zs, hs, (best_z, best_m, _, diverged), bad = state
         # ``mk`` is the MMD of the final ``z`` for samples that stopped by the
-        # rule; the others return their best iterate.
-        converged = ops.logical_and(self.met_tolerance(mk, m0), ops.logical_not(bad))
+        # rule; the others (out of budget, non-finite, diverged) return their
+        # best iterate.
+        failed = ops.logical_or(bad, diverged)
+        converged = ops.logical_and(self.met_tolerance(mk, m0), ops.logical_not(failed))
         value = ops.where(as_batch(converged), z, best_z)
         return Solution(
             value=value,
@@ -129,7 +136,7 @@ class AndersonSolver(StoppingRule):
             mmd_initial=m0,
             mmd_final=ops.where(converged, mk, best_m),
             converged=converged,
-            result=result_codes(converged, bad),
+            result=result_codes(converged, bad, diverged),
         )
 
 

@@ -17,8 +17,11 @@ class EulerFlow(StoppingRule):
     gradient, checks the stopping rule when ``k`` is a multiple of
     ``check_every`` (and at ``k = max_steps``), then moves the samples that
     are not done. So at most ``max_steps`` updates and ``max_steps + 1``
-    evaluations happen. A sample whose ``MMD^2`` or velocity is not finite
-    stops where it is (its last finite particles) with result `NON_FINITE`.
+    evaluations happen. A sample that ends its budget returns its last
+    iterate (the authors' flow). A sample whose ``MMD^2`` or velocity is not
+    finite stops with result `NON_FINITE`, and one whose ``MMD^2`` keeps
+    growing (a step size too large for the map) stops with result
+    `DIVERGED`; both return their best (lowest ``MMD^2``) finite iterate.
 
     This is the authors' solver (eta 5, 200 steps). With the Riesz kernel it
     ends in an ``O(eta)`` oscillation around the equilibrium and rarely meets
@@ -33,6 +36,8 @@ class EulerFlow(StoppingRule):
         stopping: ``"rel"`` or ``"abs"``.
         check_every: iterations between checks (the authors: 100).
         per_sample: stop samples independently (default) or by batch means.
+        divergence_patience, divergence_factor: when a sample counts as
+            diverged, see `StoppingRule`.
 
     Example:
     >>> from ddeq_keras.solvers import EulerFlow, FlowProblem
@@ -55,11 +60,15 @@ class EulerFlow(StoppingRule):
         stopping="rel",
         check_every=1,
         per_sample=True,
+        divergence_patience=5,
+        divergence_factor=100.0,
     ):
         validate_solver_args(max_steps=max_steps, tol=tol, stopping=stopping,
                              check_every=check_every, eta=eta)
         super().__init__(max_steps=max_steps, tol=tol, stopping=stopping,
-                         check_every=check_every, per_sample=per_sample)
+                         check_every=check_every, per_sample=per_sample,
+                         divergence_patience=divergence_patience,
+                         divergence_factor=divergence_factor)
         self.eta = float(eta)
 
     def get_config(self):
@@ -81,17 +90,20 @@ class EulerFlow(StoppingRule):
         max_steps, check_every = self.max_steps, self.check_every
 
         def step(state):
-            k, z, done, steps, m0, m, bad = state
+            k, z, done, steps, m0, m, bad, watch = state
             m_new, v = problem.mmd_and_velocity(z, higher_order=unroll)
             m0 = ops.where(k == 0, m_new, m0)
-            broken = ops.logical_and(ops.logical_not(done),
-                                     ops.logical_not(self.finite(m_new, v)))
+            running = ops.logical_not(done)
+            finite = self.finite(m_new, v)
+            broken = ops.logical_and(running, ops.logical_not(finite))
             bad = ops.logical_or(bad, broken)
+            watch = self.update_watch(watch, k, ops.logical_and(running, finite), z, m_new, m)
             m_new = ops.where(broken, m, m_new)  # keep the last finite MMD
-            done = ops.logical_or(self.update_done(k, done, m_new, m0), bad)
+            failed = ops.logical_or(bad, watch[3])
+            done = ops.logical_or(self.update_done(k, done, m_new, m0), failed)
             z = ops.where(ops.reshape(done, (-1, 1, 1)), z, z + self.eta * v)
             steps = steps + ops.cast(ops.logical_not(done), "int32")
-            return (k + 1, z, done, steps, m0, m_new, bad)
+            return (k + 1, z, done, steps, m0, m_new, bad, watch)
 
         zeros = ops.zeros((batch,), dtype=z0.dtype)
         state = (
@@ -102,6 +114,7 @@ class EulerFlow(StoppingRule):
             zeros,
             zeros,
             ops.zeros((batch,), dtype="bool"),
+            self.start_watch(z0),
         )
         # Iteration 0 always runs (it defines m_0); then up to max_steps more.
         state = step(state)
@@ -113,14 +126,15 @@ class EulerFlow(StoppingRule):
             check_every=check_every,
             unroll=unroll,
         )
-        k, z, done, steps, m0, m, bad = state
-        converged = ops.logical_and(self.met_tolerance(m, m0), ops.logical_not(bad))
+        k, z, done, steps, m0, m, bad, (best_z, best_m, _, diverged) = state
+        failed = ops.logical_or(bad, diverged)
+        converged = ops.logical_and(self.met_tolerance(m, m0), ops.logical_not(failed))
         return Solution(
-            value=z,
+            value=ops.where(ops.reshape(failed, (-1, 1, 1)), best_z, z),
             num_steps=steps,
             num_evaluations=steps + 1,
             mmd_initial=m0,
-            mmd_final=m,
+            mmd_final=ops.where(failed, best_m, m),
             converged=converged,
-            result=result_codes(converged, bad),
+            result=result_codes(converged, bad, diverged),
         )

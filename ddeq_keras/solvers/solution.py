@@ -7,13 +7,22 @@ from keras import ops
 # Per-sample result codes (``Solution.result``, the ``result`` stat).
 CONVERGED = 0     # met the stopping rule
 MAX_STEPS = 1     # used its whole budget without meeting it (best iterate returned)
-NON_FINITE = 2    # the map produced NaN/inf: stopped at the last finite iterate
-RESULT_NAMES = {CONVERGED: "converged", MAX_STEPS: "max_steps", NON_FINITE: "non_finite"}
+NON_FINITE = 2    # the map produced NaN/inf: stopped at its best finite iterate
+DIVERGED = 3      # MMD^2 kept growing (see `StoppingRule`): stopped at its best iterate
+RESULT_NAMES = {CONVERGED: "converged", MAX_STEPS: "max_steps", NON_FINITE: "non_finite",
+                DIVERGED: "diverged"}
 
 
-def result_codes(converged, non_finite):
-    """``(batch,)`` int32 result codes from two boolean ``(batch,)`` tensors."""
+def result_codes(converged, non_finite, diverged=None):
+    """``(batch,)`` int32 result codes from boolean ``(batch,)`` tensors.
+
+    A sample stops for one reason only (a non-finite evaluation is never
+    tested for divergence), so the order of precedence below never matters in
+    practice: non-finite, then diverged, then converged or out of budget.
+    """
     code = ops.where(converged, CONVERGED, MAX_STEPS)
+    if diverged is not None:
+        code = ops.where(diverged, DIVERGED, code)
     return ops.cast(ops.where(non_finite, NON_FINITE, code), "int32")
 
 
@@ -30,7 +39,8 @@ class Solution(NamedTuple):
         mmd_final: ``(batch,)``, ``MMD^2(z*, f(z*))``.
         converged: ``(batch,)`` bool, whether each sample met the tolerance.
         result: ``(batch,)`` int32 result code: `CONVERGED` (0), `MAX_STEPS`
-            (1) or `NON_FINITE` (2).
+            (1), `NON_FINITE` (2) or `DIVERGED` (3). Samples with codes 2 and
+            3 return their best (lowest ``MMD^2``) finite iterate, never NaN.
     """
 
     value: Any

@@ -16,6 +16,8 @@ from training.bench.data import synthetic_batch
 
 SECTIONS = ("train", "infer", "jit", "memory", "solvers")
 MODES = ("default", "reference")
+# The training solvers the train section compares (see ``training/benchmark.py``).
+TRAIN_SOLVERS = ("euler", "anderson")
 SMOKE_OVERRIDES = dict(latent_dim=16, hidden_dim=4, bilinear_dim=4, num_heads=2, ff_dim=32)
 # Option -> (full-size default, smoke default); None: per model / all examples.
 SIZE_DEFAULTS = {
@@ -29,6 +31,7 @@ SIZE_DEFAULTS = {
     "jit_timeout": (1800.0, 30.0),
     "worker_timeout": (1800.0, 300.0),
     "memory_jobs": (1, 2),
+    "anderson_max_steps": (50, 3),
 }
 MIB = 2.0**20
 
@@ -81,6 +84,21 @@ def mode_kwargs(mode, steps):
         return dict(precompute_context=False, eta=5.0, check_every=100, max_steps=steps,
                     tol=0.0, solver="euler")
     raise ValueError(f"Unknown mode {mode!r}; known: {MODES}.")
+
+
+def train_solver_kwargs(solver, args):
+    """`create_model` overrides of a training solver of the train section.
+
+    ``euler``: the authors' flow (eta 5, ``--flow-steps`` steps, their stopping rule
+    ``rel`` < 1e-4 checked every 100 steps); ``anderson``: to the same tolerance,
+    checked every step, at most ``--anderson-max-steps``.
+    """
+    if solver == "euler":
+        return dict(solver="euler", eta=5.0, max_steps=args.flow_steps, tol=1e-4,
+                    check_every=100)
+    if solver == "anderson":
+        return dict(solver="anderson", max_steps=args.anderson_max_steps, tol=1e-4)
+    raise ValueError(f"Unknown training solver {solver!r}; known: {TRAIN_SOLVERS}.")
 
 
 def padded_length(name, num_points):
@@ -136,9 +154,20 @@ def time_calls(fn, repeats):
 
 
 def measure_train(model, x, y, repeats):
-    timing = time_calls(lambda: model.train_on_batch(x, y), repeats)
-    return {"step_s": timing["median_s"], "first_call_s": timing["first_call_s"],
-            "times_s": timing["times_s"], "steps_timed": len(timing["times_s"])}
+    logs = {}
+
+    def step():
+        logs.update(model.train_on_batch(x, y, return_dict=True))
+
+    timing = time_calls(step, repeats)
+    result = {"step_s": timing["median_s"], "first_call_s": timing["first_call_s"],
+              "times_s": timing["times_s"], "steps_timed": len(timing["times_s"])}
+    # The solver's work in the last timed step (train_on_batch resets the metrics).
+    for key, name in (("flow_steps", "evals_per_sample"), ("flow_converged", "converged_share"),
+                      ("flow_rel_mmd", "rel_mmd_final_mean")):
+        if key in logs:
+            result[name] = float(logs[key])
+    return result
 
 
 def model_batch(model, batch_size, num_points, seed=0):
@@ -159,12 +188,16 @@ class ModelCache:
         self.models = {}
 
     def get(self, name, mode, jit_compile="auto"):
+        """``mode``: one of `MODES`, or ``"solver:<name>"`` of `TRAIN_SOLVERS`."""
         key = (name, mode, jit_compile)
         if key not in self.models:
             from ddeq_keras.models import create_model
 
-            model = create_model(name, **mode_kwargs(mode, self.args.flow_steps),
-                                 **self.args.overrides)
+            if mode.startswith("solver:"):
+                kwargs = train_solver_kwargs(mode[len("solver:"):], self.args)
+            else:
+                kwargs = mode_kwargs(mode, self.args.flow_steps)
+            model = create_model(name, **kwargs, **self.args.overrides)
             model.compile(jit_compile=jit_compile)
             self.models[key] = model
         return self.models[key]
@@ -176,6 +209,12 @@ class ModelCache:
             if n == name and m == mode and resolved == resolved_jit:
                 return model
         return None
+
+    def drop(self, name, prefix=""):
+        """Frees the models of ``name`` whose mode starts with ``prefix``."""
+        for key in [k for k in self.models if k[0] == name and k[1].startswith(prefix)]:
+            del self.models[key]
+        gc.collect()
 
     def clear(self):
         self.models.clear()

@@ -158,3 +158,27 @@ def xla_step_memory(model, x, y):
     fields["step_bytes"] = (fields["argument"] + fields["output"] + fields["temp"]
                             - fields["alias"])
     return fields
+
+
+def finished_train_step(model, x, y):
+    """``model.train_on_batch(x, y)`` that returns only once the step has run, and
+    raises if it failed.
+
+    Keras turns the logs into floats and silently keeps any value it cannot
+    convert; on JAX the step runs asynchronously, so a step that failed (XLA
+    refusing a 28 GB buffer) came back at once, looking fast and small.
+    Materialising every log value waits for the step and raises its error.
+    """
+    import keras
+
+    logs = model.train_on_batch(x, y, return_dict=True)
+    for value in logs.values():
+        if not isinstance(value, (int, float)):
+            keras.ops.convert_to_numpy(value)
+    return logs
+
+
+def training_targets(model, x, y):
+    """The targets of a training step: class labels, or for a completion model
+    (no ``num_classes``) the complete clouds, here the inputs themselves."""
+    return y if hasattr(model, "num_classes") else x

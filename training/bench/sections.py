@@ -10,6 +10,7 @@ import sys
 
 from training.bench.core import (
     MODES,
+    TRAIN_SOLVERS,  # noqa: F401  (the choices of --train-solvers)
     batch_for,
     guarded,
     guarded_logged,
@@ -21,6 +22,7 @@ from training.bench.core import (
     padded_length,
     set_ratio,
     time_calls,
+    train_solver_kwargs,
 )
 from training.bench.machine import accelerator, usable_cpus
 from training.bench.worker import run_worker_subprocess
@@ -68,6 +70,20 @@ def section_train(args, cache):
     out["models"] = _per_model_modes(
         args, cache, "train", measure, "step_s", "s per step",
         ("ratio_reference_over_default", "reference", "default"), head)
+    for name in args.models:
+        entry = out["models"][name]
+        entry["solvers"] = {}
+        for solver in args.train_solvers:
+            def run(name=name, solver=solver):
+                return measure(cache.get(name, f"solver:{solver}"), name)
+
+            entry["solvers"][solver] = guarded_logged(
+                f"train {name} {solver}", run, "train", name, solver, "step_s", "s per step")
+        set_ratio(entry, "ratio_euler_over_anderson", entry["solvers"], "euler", "anderson",
+                  "step_s")
+        cache.drop(name, prefix="solver:")
+    out["solver_settings"] = {s: guarded(s, train_solver_kwargs, s, args)
+                              for s in args.train_solvers}
     resolved = {m["config"]["jit_compile"] for e in out["models"].values()
                 for m in e["modes"].values() if ok(m)}
     out["jit_compile_resolved"] = sorted(resolved)[0] if len(resolved) == 1 else sorted(resolved)
@@ -136,21 +152,43 @@ def section_jit(args, cache):
     return out
 
 
-def section_memory(args):
+def memory_jobs(args):
+    """The memory section's configurations: ``[(key, cfg)]`` with ``key`` either
+    ``("flow", backward, k)`` (``--memory-model`` at ``k`` flow steps) or
+    ``("train_step", model)`` (one full-size training step of a model of
+    ``--memory-train-models``: Anderson, ``--memory-train-steps`` steps, phantom
+    backward, at the model's own padded length unless ``--num-points``)."""
     steps = [int(s) for s in str(args.memory_steps).split(",") if s.strip()]
-    out = {"model": args.memory_model, "batch_size": args.batch_size,
-           "num_points": guarded("memory", padded_length, args.memory_model, args.num_points),
-           "steps": steps, "backwards": list(args.memory_backwards),
-           "isolation": "one fresh subprocess per measurement", "jobs": args.memory_jobs,
-           "results": {}}
+    num_points = guarded("memory", padded_length, args.memory_model, args.num_points)
     jobs = []
     for backward in args.memory_backwards:
-        out["results"][backward] = {}
         for k in steps:
             cfg = worker_config(args, "memory", args.memory_model,
                                 dict(max_steps=k, tol=0.0, backward=backward),
-                                out["num_points"], jit_compile="auto", repeats=1)
-            jobs.append((backward, k, cfg))
+                                num_points, jit_compile="auto", repeats=1)
+            jobs.append((("flow", backward, k), cfg))
+    for name in args.memory_train_models:
+        kwargs = dict(solver="anderson", max_steps=args.memory_train_steps, tol=0.0,
+                      backward="phantom")
+        cfg = worker_config(args, "memory", name, kwargs,
+                            guarded("memory", padded_length, name, args.num_points),
+                            jit_compile="auto", repeats=1)
+        jobs.append((("train_step", name), cfg))
+    return steps, num_points, jobs
+
+
+def section_memory(args):
+    steps, num_points, jobs = memory_jobs(args)
+    out = {"model": args.memory_model, "batch_size": args.batch_size,
+           "num_points": num_points,
+           "steps": steps, "backwards": list(args.memory_backwards),
+           "isolation": "one fresh subprocess per measurement", "jobs": args.memory_jobs,
+           "results": {backward: {} for backward in args.memory_backwards}}
+    if args.memory_train_models:
+        # Peak memory and seconds of one training step of each model at full size
+        # (what must fit a 24 GB CPU machine, issue 10).
+        out["training_steps"] = {"solver": "anderson", "max_steps": args.memory_train_steps,
+                                 "tol": 0.0, "backward": "phantom", "models": {}}
 
     extra_env = {}
     if args.memory_jobs > 1 and accelerator() is None and "OMP_NUM_THREADS" not in os.environ:
@@ -161,10 +199,10 @@ def section_memory(args):
     out["worker_env"] = extra_env
 
     def run(job):
-        backward, k, cfg = job
+        key, cfg = job
         if not isinstance(cfg["num_points"], int):
-            return backward, k, cfg["num_points"]
-        return backward, k, run_worker_subprocess(cfg, args.worker_timeout, extra_env)
+            return key, cfg["num_points"]
+        return key, run_worker_subprocess(cfg, args.worker_timeout, extra_env)
 
     if args.memory_jobs > 1:
         from concurrent.futures import ThreadPoolExecutor
@@ -174,14 +212,21 @@ def section_memory(args):
     else:
         finished = [run(job) for job in jobs]
     methods = set()
-    for backward, k, entry in finished:
-        out["results"][backward][str(k)] = entry
+    for key, entry in finished:
+        if key[0] == "flow":
+            _, backward, k = key
+            out["results"][backward][str(k)] = entry
+            label = f"{backward} {k} steps"
+        else:
+            out["training_steps"]["models"][key[1]] = entry
+            label = f"training step {key[1]} ({entry.get('config', {}).get('max_steps')} steps)"
         if ok(entry):
             methods.add(entry["method"])
-            print(f"  memory {backward} {k} steps: {entry['peak_mib']:.1f} MiB", flush=True)
+            print(f"  memory {label}: {entry['peak_mib']:.1f} MiB, {entry['step_s']:.2f} s",
+                  flush=True)
         else:
-            print(f"  memory {backward} {k} steps: FAILED: {entry['error'][:300]}",
-                  file=sys.stderr, flush=True)
+            print(f"  memory {label}: FAILED: {entry['error'][:300]}", file=sys.stderr,
+                  flush=True)
     out["method"] = sorted(methods)[0] if len(methods) == 1 else sorted(methods)
     lo, hi = (str(min(steps)), str(max(steps))) if steps else (None, None)
     for backward in args.memory_backwards:

@@ -110,9 +110,28 @@ def _per_model_rows(secs, section, key, fmt, ratio_label, ratio_key):
 def _train_table(secs, labels):
     rows = _per_model_rows(secs, "train", "step_s", fmt_s, "**reference / default**",
                            "ratio_reference_over_default")
+    for name in _ordered(s.get("train", {}).get("models", {}) for s in secs):
+        es = [s.get("train", {}).get("models", {}).get(name) for s in secs]
+        solvers = _ordered((e or {}).get("solvers", {}) for e in es)
+        for solver in solvers:
+            rows.append([name, f"solver {solver}: s per step / evals per sample / converged"] + [
+                cell(e, lambda e, solver=solver: _solver_cell(e["solvers"][solver]))
+                for e in es])
+        if solvers:
+            rows.append([name, "**euler / anderson (s per step)**"] + [
+                cell(e, lambda e: fmt_ratio(e.get("ratio_euler_over_anderson"))) for e in es])
     rows.append(["", "jit_compile (resolved)"] + [
         cell(s.get("train"), lambda t: str(t.get("jit_compile_resolved"))) for s in secs])
     return markdown_table(["model", "mode"] + labels, rows)
+
+
+def _solver_cell(entry):
+    if not ok(entry):
+        return "error (see below)"
+    evals = entry.get("evals_per_sample")
+    share = entry.get("converged_share")
+    return (f"{fmt_s(entry['step_s'])} / {fmt_num(evals) if evals is not None else '-'} / "
+            f"{f'{share:.0%}' if share is not None else '-'}")
 
 
 def _infer_table(secs, labels):

@@ -23,10 +23,12 @@ from training.bench.core import (
 )
 from training.bench.memory import (
     PeakRSS,
+    finished_train_step,
     gpu_memory_probe,
     lifetime_peak_rss_mib,
     release_free_heap,
     rss_mib,
+    training_targets,
     xla_step_memory,
 )
 
@@ -52,6 +54,7 @@ def run_worker(cfg):
     model = create_model(cfg["model"], **cfg["kwargs"], **cfg["overrides"])
     model.compile(jit_compile=cfg["jit_compile"])
     x, y = model_batch(model, cfg["batch_size"], cfg["num_points"])
+    y = training_targets(model, x, y)
     rss_built = rss_mib()
     if cfg["task"] == "train_step":
         result = measure_train(model, x, y, cfg["repeats"])
@@ -59,7 +62,7 @@ def run_worker(cfg):
         return result
 
     start = time.perf_counter()
-    model.train_on_batch(x, y)  # warm-up: compilation
+    finished_train_step(model, x, y)  # warm-up: compilation
     first = time.perf_counter() - start
     trimmed = release_free_heap()
     rss_warm = rss_mib()
@@ -73,7 +76,7 @@ def run_worker(cfg):
         reset, read, method = probe
         before = reset()
         start = time.perf_counter()
-        model.train_on_batch(x, y)
+        finished_train_step(model, x, y)
         result["step_s"] = time.perf_counter() - start
         peak = read()
         result.update(method=method, device_bytes_before_step=before,
@@ -94,7 +97,7 @@ def run_worker(cfg):
         return result
     with PeakRSS() as meter:
         start = time.perf_counter()
-        model.train_on_batch(x, y)
+        finished_train_step(model, x, y)
         result["step_s"] = time.perf_counter() - start
     result.update(
         method=f"cpu: peak RSS in the step - RSS after imports ({meter.method})",

@@ -10,7 +10,13 @@ is called without arguments (``"auto"``).
 import keras
 
 from ddeq_keras.layers._common import ConfigFieldsMixin, serialize  # noqa: F401
-from ddeq_keras.models.inputs import points_shape, prepare_cloud, split_cloud  # noqa: F401
+from ddeq_keras.models.inputs import (  # noqa: F401
+    check_batch,
+    check_dtypes,
+    points_shape,
+    prepare_cloud,
+    split_cloud,
+)
 
 
 def split_target(y, name="y"):
@@ -43,6 +49,28 @@ class BaselineModel(ConfigFieldsMixin, keras.Model):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+    def __call__(self, inputs, *args, **kwargs):
+        inputs = check_dtypes(inputs)  # before Keras converts them (see check_dtypes)
+        return super().__call__(inputs, *args, **kwargs)
+
+    # The compiled steps cannot inspect values: NumPy batches are checked on the
+    # host first (NaN / out-of-range coordinates, empty masks), see `check_batch`.
+    def predict(self, x, *args, **kwargs):
+        check_batch(x, self.point_dim)
+        return super().predict(x, *args, **kwargs)
+
+    def predict_on_batch(self, x):
+        check_batch(x, self.point_dim)
+        return super().predict_on_batch(x)
+
+    def evaluate(self, x=None, *args, **kwargs):
+        check_batch(x, self.point_dim)
+        return super().evaluate(x, *args, **kwargs)
+
+    def fit(self, x=None, *args, **kwargs):
+        check_batch(x, self.point_dim)
+        return super().fit(x, *args, **kwargs)
 
 
 class ClassifierMixin:

@@ -39,6 +39,15 @@ class DDEQNetwork(keras.layers.Layer):
     `compute_context` too and kept for the whole solve: the fixed-point problem
     stays well defined and `call` consumes no random state.
 
+    Memory: the self-attention over the points (``x = SelfAttn(x)``) of long
+    clouds (1,024 ModelNet points) and any other attention with more than
+    `ddeq_keras.ops.attention.FULL_SCORES_MAX_ELEMENTS` scores per sample
+    never materialise their ``(batch, heads, n, m)`` scores (see
+    `MaskedMultiHeadAttention`), so a batch of 64 clouds of 1,024 points
+    trains within a few GB; smaller attention (the 10-particle attention of
+    a classifier's flow step, the 351 points and particles of the MNIST
+    models) stays on the plain (faster) path.
+
     Args:
         latent_dim: particle width ``d_z`` (128).
         hidden_dim: width of the first MLPs (h1 = 16).
