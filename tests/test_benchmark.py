@@ -255,3 +255,20 @@ def test_pack_npz_round_trip(tmp_path, rng):
     np.testing.assert_array_equal(y2, labels[:2])
     with pytest.raises(ValueError, match="more than the padded length"):
         unpack_npz(path, length - 1)
+
+
+def test_train_modes_can_be_left_out():
+    # `--train-modes ""`: only the training solvers (a full-size Euler-200 vs
+    # Anderson comparison without the two fixed-step modes); errors (an unknown
+    # model) fail fast, so nothing compiles here.
+    with single_threaded():
+        results = benchmark.main(["--smoke", "--sections", "train", "--train-modes", "",
+                                  "--models", "no_such_model"])
+    entry = results["sections"]["train"]["models"]["no_such_model"]
+    assert entry["modes"] == {}
+    assert set(entry["solvers"]) == {"euler", "anderson"}
+    assert "Unknown model" in entry["solvers"]["euler"]["error"]
+    assert "ratio_reference_over_default" not in entry
+    assert "reference" not in results["table"]
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(["--train-modes", "fastest"])

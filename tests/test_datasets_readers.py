@@ -4,8 +4,8 @@ The `write_*` helpers are also used by the builder and pipeline tests.
 """
 
 import gzip
+import os
 import struct
-import zipfile
 
 import numpy as np
 import pytest
@@ -177,7 +177,9 @@ def test_read_pcd_damaged_files(tmp_path, rng):
     assert info.value.reason == readers.REASON_COLUMNS
 
 
-@pytest.mark.parametrize("name", ["e.npy", "e.txt", "e.pcd", "e.ply", "e.off"])
+@pytest.mark.parametrize(
+    "name", ["e.npy", "e.npz", "e.txt", "e.csv", "e.xyz", "e.pts", "e.pcd", "e.ply", "e.off"]
+)
 def test_zero_byte_file_is_reported_as_empty(tmp_path, name):
     path = tmp_path / name
     path.write_bytes(b"")
@@ -303,6 +305,56 @@ def test_numpy_formats(tmp_path, rng):
         readers.read_point_file(tmp_path / "e.npy")
 
 
+@pytest.mark.parametrize("name, text, problem", [
+    ("words.xyz", "left right up\nfront back down\n", r"no points \(no numeric rows\)"),
+    ("mid.xyz", "# scan\n1 2 3\nfoo bar baz\n", r"line 3: 'foo' is not a number"),
+    ("cell.csv", "x,y,z\n1,2,3\n4,abc,6\n", r"line 3: 'abc' is not a number"),
+    ("last.pts", "1 2 3\n4 5 6\n7 8 six\n", r"line 3: 'six' is not a number"),
+])
+def test_text_with_non_numeric_values_is_refused(tmp_path, name, text, problem):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(readers.PointFileError, match=problem) as info:
+        readers.read_point_file(path)
+    assert str(info.value).startswith(f"{path}: ")
+    expected = readers.REASON_EMPTY if name == "words.xyz" else readers.REASON_UNREADABLE
+    assert info.value.reason == expected
+
+
+class _Payload:
+    """Unpickling it creates the folder `marker`: proof that the pickle ran."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.mkdir, (self.marker,)
+
+
+@pytest.mark.parametrize("name", ["p.npy", "p.npz"])
+def test_pickled_numpy_is_refused_unexecuted(tmp_path, name):
+    def write(path, marker):
+        array = np.array([_Payload(marker), 1.0], dtype=object)
+        if path.suffix == ".npy":
+            np.save(path, array, allow_pickle=True)
+        else:
+            np.savez(path, points=array)  # savez pickles object arrays
+        return path
+
+    # The payload is live: NumPy with allow_pickle=True runs it.
+    control = write(tmp_path / f"control{os.path.splitext(name)[1]}", tmp_path / "ran")
+    loaded = np.load(control, allow_pickle=True)
+    _ = loaded if name.endswith(".npy") else loaded["points"]
+    assert (tmp_path / "ran").is_dir()
+
+    marker = tmp_path / "pwned"
+    path = write(tmp_path / name, marker)
+    with pytest.raises(readers.PointFileError, match=r"unreadable or corrupt.*allow_pickle") as info:
+        readers.read_point_file(path)
+    assert str(info.value).startswith(f"{path}: ")
+    assert not marker.exists()
+
+
 def test_validate_points_non_finite():
     points = np.array([[0, 0], [np.nan, 1], [2, np.inf], [3, 3]], np.float32)
     with pytest.raises(readers.PointFileError, match="2 of 4 rows") as info:
@@ -320,49 +372,3 @@ def test_unsupported_extension(tmp_path):
     with pytest.raises(readers.PointFileError) as info:
         readers.read_point_file(path)
     assert info.value.reason == readers.REASON_FORMAT
-
-
-# ---------------------------------------------------------------------------
-# archives
-# ---------------------------------------------------------------------------
-
-
-def test_safe_extract_zip(tmp_path):
-    good = tmp_path / "good.zip"
-    with zipfile.ZipFile(good, "w") as zf:
-        zf.writestr("data/a/x.txt", "1 2 3\n")
-    dest = readers.safe_extract_zip(good, tmp_path / "out")
-    assert (dest / "data" / "a" / "x.txt").read_text() == "1 2 3\n"
-
-
-@pytest.mark.parametrize("entry", ["../evil.txt", "ok/../../evil.txt", "/tmp/evil.txt"])
-def test_zip_slip_is_refused(tmp_path, entry):
-    archive = tmp_path / "slip.zip"
-    with zipfile.ZipFile(archive, "w") as zf:
-        zf.writestr("fine.txt", "fine")
-        zf.writestr(entry, "evil")
-    dest = tmp_path / "sub" / "out"
-    with pytest.raises(readers.UnsafeArchiveError, match="slip.zip"):
-        readers.safe_extract_zip(archive, dest)
-    # Nothing was written, not even the harmless entry.
-    assert not dest.exists()
-    assert not (tmp_path / "sub" / "evil.txt").exists()
-
-
-def test_interrupted_extraction_is_redone(tmp_path):
-    archive = tmp_path / "a.zip"
-    with zipfile.ZipFile(archive, "w") as zf:
-        zf.writestr("c/x.txt", "1 2 3\n")
-    # What a killed extraction leaves: a partial file and no completion marker.
-    dest = tmp_path / "out"
-    (dest / "c").mkdir(parents=True)
-    (dest / "c" / "x.txt").write_text("1 2")
-    readers.safe_extract_zip(archive, dest)
-    assert (dest / "c" / "x.txt").read_text() == "1 2 3\n"
-
-
-def test_corrupt_zip(tmp_path):
-    archive = tmp_path / "bad.zip"
-    archive.write_bytes(b"PK\x03\x04 not really")
-    with pytest.raises(ValueError, match="bad.zip"):
-        readers.safe_extract_zip(archive, tmp_path / "out")

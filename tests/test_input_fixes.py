@@ -163,3 +163,30 @@ def test_a_bad_batch_in_predict_leaves_the_model_usable(models, name):
             model.predict(bad, verbose=0)
     again = keras.tree.map_structure(np.asarray, model.predict(x, verbose=0))
     keras.tree.map_structure(np.testing.assert_array_equal, again, expected)
+
+
+def test_padded_keys_get_no_weight_when_real_scores_are_huge():
+    # Found by the large property profile: a Set Transformer on one cloud of
+    # duplicated points ~1e10 from the origin gave other logits when padded.
+    # Real scores can be far below -1e9 (the old fill value), so padded keys
+    # (score 0 + fill) took all the weight; the fill is now the lowest finite
+    # value. Exact equality: the padded keys' weights must be exactly 0.
+    from ddeq_keras.layers import MaskedMultiHeadAttention
+
+    layer = MaskedMultiHeadAttention(num_heads=2, key_dim=4)
+    rng = np.random.default_rng(0)
+    big = 1e10  # scores ~1e19, of either sign
+    x = (big * np.array([1.0, -1.0]) + rng.normal(size=(1, 5, 2))).astype("float32")
+    padded = np.concatenate([x, np.zeros((1, 3, 2), "float32")], axis=1)
+    mask = np.arange(8)[None, :] < 5
+    query = rng.normal(size=(1, 3, 2)) * big
+    # q and -q: whatever the weights, some rows have all real scores ~-1e19.
+    query = np.concatenate([query, -query], axis=1).astype("float32")
+    layer(query, x)  # build
+    _, weights = layer(query, padded, key_mask=mask, return_attention_scores=True)
+    weights = to_numpy(weights)
+    assert np.all(np.isfinite(weights))
+    np.testing.assert_array_equal(weights[..., 5:], 0.0)
+    np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-6)  # float32 rounding
+    out = to_numpy(layer(query, padded, key_mask=mask))
+    assert np.all(np.isfinite(out))

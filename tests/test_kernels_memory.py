@@ -21,12 +21,14 @@ models are measured by the benchmark's memory section
 
 import gc
 
+import keras
 import numpy as np
 import pytest
 from keras import ops
 
 from conftest import BACKEND, to_numpy
 from ddeq_keras import backend
+from ddeq_keras.backend.attention_policy import DEFAULT_POLICY
 from ddeq_keras.ops import kernels
 from ddeq_keras.ops.attention import (
     blockwise_attention,
@@ -270,14 +272,51 @@ def test_blockwise_attention_second_derivative_matches_full(rng):
 
 
 def test_path_choice_and_block_sizes():
+    jax = keras.config.backend() == "jax"  # blockwise earlier, bigger blocks (faster there)
     assert not scores_are_large(32, 10, 10)      # a flow step's particles
     assert not scores_are_large(32, 10, 1024)    # particles across to a ModelNet cloud
-    assert not scores_are_large(32, 351, 351)    # MNIST: 351 points (faster plain)
+    assert not scores_are_large(32, 10, 351)     # particles across to an MNIST cloud
+    # MNIST's 351 points: plain on TensorFlow and PyTorch, blockwise on JAX.
+    assert scores_are_large(32, 351, 351) == jax
     assert scores_are_large(32, 1024, 351)       # above the threshold, whatever the axis
     assert scores_are_large(32, 1024, 1024)
     assert not scores_are_large(32, None, 1024)  # unknown: the plain path
-    assert block_size_for(32, 1024, 1024) == 8
-    assert block_size_for(32, 351, 351) == 22    # 16 even blocks: one padded query
+    assert block_size_for(32, 1024, 1024) == (32 if jax else 8)
+    assert block_size_for(32, 351, 351) == (88 if jax else 22)  # 4 / 16 even blocks
+    # Inside the fixed-point map (differentiated at every backward pass): the
+    # completer's 351 particles leave the plain path on every backend, a
+    # classifier's 10 particles do not.
+    assert scores_are_large(32, 351, 351, tight_memory=True)
+    assert not scores_are_large(32, 10, 1024, tight_memory=True)
+
+
+def test_network_marks_the_attention_of_its_map():
+    from ddeq_keras.models.ddeq.network import DDEQNetwork
+
+    f = DDEQNetwork(latent_dim=8, hidden_dim=4, bilinear_dim=4, num_heads=2, ff_dim=8,
+                    num_cross_blocks=2)
+    assert f.z_self_attention.attention.tight_memory
+    assert all(b.attention.tight_memory for b in f.cross_attention)
+    assert not f.x_self_attention.attention.tight_memory  # once per forward pass
+    # A completer (as many particles as points): its encoder's attention too.
+    tiny = dict(latent_dim=8, hidden_dim=4, bilinear_dim=4, num_heads=2, ff_dim=8)
+    from ddeq_keras.models import create_model
+
+    completer = create_model("ddeq_mnist_completion", build=False, **tiny)
+    classifier = create_model("ddeq_mnist", build=False, **tiny)
+    assert completer.backbone.network.x_self_attention.attention.tight_memory
+    assert not classifier.backbone.network.x_self_attention.attention.tight_memory
+
+
+def test_backend_policy_never_raises_the_memory_bound(monkeypatch):
+    from ddeq_keras.backend import attention_policy as policy
+    from ddeq_keras.ops import attention as attention_ops
+
+    monkeypatch.setitem(policy._POLICIES, keras.config.backend(),
+                        policy.AttentionPolicy(2**30, None))
+    assert not scores_are_large(32, 351, 351)
+    monkeypatch.setattr(attention_ops, "FULL_SCORES_MAX_ELEMENTS", 0)
+    assert scores_are_large(32, 10, 10)
 
 
 def test_attention_layer_long_path_matches_short_path(rng, monkeypatch):
@@ -292,6 +331,7 @@ def test_attention_layer_long_path_matches_short_path(rng, monkeypatch):
     assert np.all(to_numpy(scores)[1, :, :, 25:] == 0.0)  # padded keys: exactly 0
     monkeypatch.setattr(attention_ops, "FULL_SCORES_MAX_ELEMENTS", 0)  # force the long path
     monkeypatch.setattr(attention_ops, "BLOCK_SCORES_ELEMENTS", 4 * 40 * 16)  # 3 blocks
+    monkeypatch.setattr(attention_ops, "attention_policy", lambda: DEFAULT_POLICY)
     long = _compiled(lambda x: mha(x, x, key_mask=mask))(x)
     np.testing.assert_allclose(to_numpy(long), to_numpy(short), RTOL, ATOL)
 

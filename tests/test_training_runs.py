@@ -312,3 +312,33 @@ def test_data_parallel(work, reference):
     loss = [json.loads((d / "evaluation.json").read_text())["summary"]["loss"]
             for d in (reference, run_dir)]
     assert loss[1] == pytest.approx(loss[0], rel=1e-4)
+
+
+def test_time_to_accuracy_records_and_plots_both_outcomes(work, reference):
+    # The data `reference` prepared; a tiny model. Target 0: reached at the
+    # first evaluation after a step. Target above 1 with a budget of a few
+    # milliseconds: not reached, stopped by the budget after one step.
+    tiny = [part for k, v in MODEL.items() if k != "max_steps"  # the solvers' own
+            for part in ("--set", f"{k}={v}")]
+    common = ["run", "--data-dir", str(work / "tfds"), "--batch-size", "4", "--num-points",
+              "40", "--test", "4", "--eval-every", "0", *tiny]
+    runs = {}
+    for solver, target, budget in (("anderson", 0.0, 10.0), ("euler", 1.5, 1e-4)):
+        out = work / f"tta_{solver}.json"
+        run_module(work, "training.time_to_accuracy", [
+            *common, "--solver", solver, "--target", str(target), "--budget", str(budget),
+            "--flow-steps", "3", "--out", str(out)])
+        runs[solver] = json.loads(out.read_text())
+    reached, spent = runs["anderson"], runs["euler"]
+    assert reached["finished"] == "target reached" and reached["reached_at_step"] == 1
+    assert [p["steps"] for p in reached["curve"]] == [0, 1]
+    assert spent["finished"].startswith("budget") and spent["reached_at_s"] is None
+    assert spent["solver_settings"]["max_steps"] == 3
+    assert spent["model_overrides"]["latent_dim"] == MODEL["latent_dim"]
+    for point in reached["curve"] + spent["curve"]:
+        assert 0.0 <= point["accuracy"] <= 1.0 and point["train_s"] >= 0.0
+    png = work / "tta.png"
+    result = run_module(work, "training.time_to_accuracy", [
+        "plot", str(work / "tta_anderson.json"), str(work / "tta_euler.json"), "--png", str(png)])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "not reached in 0.0001 min" in result.stdout

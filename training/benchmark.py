@@ -84,7 +84,7 @@ if __package__ in (None, ""):
     # Run as a script (``python training/benchmark.py``): make ``training`` importable.
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from training.bench.core import SECTIONS, SIZE_DEFAULTS, SMOKE_OVERRIDES, ModelCache, guarded
+from training.bench.core import MODES, SECTIONS, SIZE_DEFAULTS, SMOKE_OVERRIDES, ModelCache, guarded
 from training.bench.data import pack_npz, unpack_npz  # noqa: F401  (the --data format)
 from training.bench.machine import cpu_busy_fraction, load_average, machine_info
 from training.bench.sections import section_infer, section_jit, section_memory, section_train
@@ -110,6 +110,8 @@ def parse_args(argv):
         help="padded cloud length (default: per model, 351 MNIST / 1024 ModelNet40; smoke 24)")
     add("--flow-steps", type=int, default=None, help="train/infer/jit flow steps (200; smoke 3)")
     add("--repeats", type=int, default=3, help="timed calls (median reported)")
+    add("--train-modes", default="default,reference",
+        help="comma list of the train section's modes (\"\": only the training solvers)")
     add("--train-solvers", default="euler,anderson",
         help="comma list of training solvers the train section compares")
     add("--anderson-max-steps", type=int, default=None,
@@ -157,6 +159,10 @@ def parse_args(argv):
     args.memory_train_models = [m for m in args.memory_train_models.split(",") if m]
     args.solvers = [s for s in args.solvers.split(",") if s]
     args.train_solvers = [s for s in args.train_solvers.split(",") if s]
+    args.train_modes = [m for m in args.train_modes.split(",") if m]
+    unknown = set(args.train_modes) - set(MODES)
+    if unknown:
+        parser.error(f"unknown --train-modes {sorted(unknown)}; known: {list(MODES)}")
     if args.sections is None:
         args.sections = [s for s in SECTIONS
                          if s != "solvers" or args.checkpoint or args.smoke]

@@ -79,7 +79,12 @@ def _read(path, tensors=True):
         raise CheckpointError(f"{path} is not a readable checkpoint: {error}") from None
     if "progress" not in metadata or "names" not in metadata:
         raise CheckpointError(f"{path} is a safetensors file but not a training checkpoint.")
-    return tensors, json.loads(metadata["progress"]), json.loads(metadata["names"])
+    try:
+        progress, names = json.loads(metadata["progress"]), json.loads(metadata["names"])
+    except ValueError as error:
+        raise CheckpointError(f"{path} is not a readable checkpoint: its metadata is not "
+                              f"valid JSON ({error}).") from None
+    return tensors, progress, names
 
 
 def read_progress(path):
@@ -102,7 +107,11 @@ def load_checkpoint(path, model):
                 f"{path}: {len(saved)} {group} variables saved, this run has "
                 f"{len(variables)}; the checkpoint is from another model or recipe.")
         for i, v in enumerate(variables):
-            value = tensors[f"{group}/{i:05d}"]
+            key = f"{group}/{i:05d}"
+            if key not in tensors:
+                raise CheckpointError(f"{path}: tensor {key} ({saved[i]!r}) is missing; "
+                                      "the file is damaged.")
+            value = tensors[key]
             if tuple(value.shape) == (1,) and tuple(v.shape) == ():
                 value = value.reshape(())  # a scalar, stored 1-D by earlier versions
             if tuple(value.shape) != tuple(v.shape):

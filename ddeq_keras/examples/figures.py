@@ -35,7 +35,7 @@ def _cloud_axes(cloud):
     return cloud[:, 0], cloud[:, 2]
 
 
-def plot_particles(backbone, batch, out, count=3, titles=None):
+def plot_particles(backbone, batch, out, count=3, titles=None, solution=None):
     """Draws ``count`` clouds of ``batch`` over their particles' flow; returns ``out``.
 
     Args:
@@ -44,6 +44,8 @@ def plot_particles(backbone, batch, out, count=3, titles=None):
         out: the PNG path to write.
         count: how many of the batch's clouds to draw.
         titles: optional title per cloud (default: its number of points).
+        solution: the backbone's output on ``batch`` if already computed
+            (``{"particles", "stats"}``); None solves here.
 
     Returns:
         ``out`` as a `pathlib.Path`.
@@ -59,7 +61,7 @@ def plot_particles(backbone, batch, out, count=3, titles=None):
     count = min(count, len(points))
     z0 = keras.ops.convert_to_numpy(backbone.initial_particles(count, training=False))
     # One compiled solve of the whole batch (an eager solve is slow on JAX).
-    result = backbone.predict_on_batch({"points": points, "mask": mask})
+    result = solution or backbone.predict_on_batch({"points": points, "mask": mask})
     z = np.asarray(result["particles"])[:count]
     evaluations = np.asarray(result["stats"]["num_evaluations"])[:count]
     fig, axes = plt.subplots(2, count, figsize=(3.2 * count, 6.2), squeeze=False)

@@ -27,7 +27,9 @@ backward pass), so self-attention over a 1,024-point cloud at batch 64 does
 not need its 8 GiB ``(64, 32, 1024, 1024)`` score tensor. Same results to
 float32 rounding, padded keys still get exactly zero weight. Short inputs
 (the particles of a flow step) keep the plain path; so does any call with an
-``attention_mask`` or ``return_attention_scores=True``.
+``attention_mask`` or ``return_attention_scores=True``. JAX switches earlier
+(already MNIST's 351 points), where it is faster: see
+`ddeq_keras.backend.attention_policy`.
 """
 
 import math
@@ -38,11 +40,20 @@ from keras import ops
 from ddeq_keras.layers._common import ConfigFieldsMixin, clone_initializer
 from ddeq_keras.ops import zero_padded
 from ddeq_keras.ops.attention import memory_efficient_attention, scores_are_large
+from ddeq_keras.ops.masked import lowest_finite
 
 
 def _mask_value(dtype):
-    """A large negative logit that is finite in ``dtype``."""
-    return -6.0e4 if "float16" in str(dtype) and "bfloat16" not in str(dtype) else -1.0e9
+    """The logit of a masked key: the lowest finite value of ``dtype``.
+
+    Not a merely "large" negative number such as -1e9: real scores can be
+    more negative than that (points ~1e10 from the origin give scores of
+    ~-1e19, found by the property tests), and a padded key with a higher logit
+    than every real key would take all the weight. Nothing finite is below the
+    lowest value; after the softmax's max subtraction it underflows to weight
+    0 (or overflows to -inf, also weight 0).
+    """
+    return lowest_finite(keras.backend.standardize_dtype(dtype))
 
 
 def attention_mask_from_key_mask(key_mask, query_length=None):
@@ -138,6 +149,10 @@ class MaskedMultiHeadAttention(ConfigFieldsMixin, keras.layers.Layer):
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.supports_masking = True
+        # Set by the DDEQ models on attention whose activations must stay
+        # small (not a config argument: where a layer sits decides it, see
+        # `ddeq_keras.ops.attention.TIGHT_FULL_SCORES_MAX_ELEMENTS`).
+        self.tight_memory = False
         self.query_dense = None
         self.key_dense = None
         self.value_dense = None
@@ -252,15 +267,17 @@ class MaskedMultiHeadAttention(ConfigFieldsMixin, keras.layers.Layer):
         q = q * ops.cast(1.0 / math.sqrt(self._head_dim), q.dtype)
         q = ops.transpose(q, (0, 2, 1, 3))  # (a, h, q, d)
         if (attention_mask is None and not return_attention_scores
-                and scores_are_large(q.shape[1], q.shape[2], context["key"].shape[-1])):
+                and scores_are_large(q.shape[1], q.shape[2], context["key"].shape[-1],
+                                     tight_memory=self.tight_memory)):
             out = memory_efficient_attention(q, context["key"], context["value"],
                                              context.get("bias"))
             return self.output_dense(out)
         scores = ops.matmul(q, context["key"])  # (a, h, q, k)
         if attention_mask is None:
-            # Adding the bias equals masking: a padded logit becomes the fill
-            # value exactly (|score| is far below its rounding step) and gets
-            # weight 0 after the softmax. One add is cheaper than a select.
+            # Adding the bias equals masking: padded keys have zeroed rows, so
+            # their score is exactly 0 and their logit exactly the fill value,
+            # below every real logit: weight 0 after the softmax. One add is
+            # cheaper than a select.
             if "bias" in context:
                 scores = scores + context["bias"]
         else:

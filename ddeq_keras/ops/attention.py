@@ -39,6 +39,7 @@ import math
 import keras
 from keras import ops
 
+from ddeq_keras.backend.attention_policy import attention_policy
 from ddeq_keras.backend.loops import scan
 
 # Per sample: attention whose (heads, n_q, n_k) scores have more elements
@@ -51,19 +52,38 @@ from ddeq_keras.backend.loops import scan
 # CPU, a ddeq_mnist training step at batch 64 (Anderson defaults, alternating
 # steps in one process) took 1.5x as long with its 351-point self-attention
 # on the blockwise path on TensorFlow (it was 0.7x on JAX), so MNIST keeps
-# the plain path, at about 1 GB per score tensor at batch 64.
+# the plain path, at about 1 GB per score tensor at batch 64. JAX switches
+# earlier (`ddeq_keras.backend.attention_policy`: faster there).
 FULL_SCORES_MAX_ELEMENTS = 2**23
+# The bound for attention whose activations must stay small
+# (`MaskedMultiHeadAttention.tight_memory`): inside the fixed-point map, which
+# the backward pass differentiates (to second order through the velocity of
+# the flow) and which keeps several score tensors of each block alive, and all
+# attention of a DDEQ with as many particles as points (the completer), whose
+# training step holds its encoder's and its map's activations together. The
+# completer's 351-particle attention on the plain path took a TensorFlow
+# training step (batch 64, Anderson 20 steps) past 10.7 GB (killed by the
+# kernel on a 23 GB machine), 6.1 GB with only the map's attention blockwise.
+# A classifier's 10 particles stay far below it.
+TIGHT_FULL_SCORES_MAX_ELEMENTS = 2**20
 # Per sample: the scores of one block of queries on the blockwise path
 # (1 MiB of float32 per sample, 64 MiB at batch 64).
 BLOCK_SCORES_ELEMENTS = 2**18
 
 
-def scores_are_large(heads, n_q, n_k):
+def scores_are_large(heads, n_q, n_k, tight_memory=False):
     """Whether attention of these static sizes should avoid the full scores
-    (False when a size is unknown: the plain path handles any shape)."""
+    (False when a size is unknown: the plain path handles any shape).
+
+    ``tight_memory``: the attention's activations must stay small (see
+    `TIGHT_FULL_SCORES_MAX_ELEMENTS`): the lower bound applies.
+    """
     if None in (heads, n_q, n_k):
         return False
-    return heads * n_q * n_k > FULL_SCORES_MAX_ELEMENTS
+    bound = TIGHT_FULL_SCORES_MAX_ELEMENTS if tight_memory else FULL_SCORES_MAX_ELEMENTS
+    # The backend may switch earlier for speed, never later (memory bound).
+    threshold = attention_policy().full_scores_max_elements or bound
+    return heads * n_q * n_k > min(threshold, bound)
 
 
 def _fused_attention_saves_memory():
@@ -100,11 +120,13 @@ def memory_efficient_attention(query, key_t, value, bias=None):
 
 
 def block_size_for(heads, n_q, n_k):
-    """Queries per block: scores of at most `BLOCK_SCORES_ELEMENTS` per sample
+    """Queries per block: scores of at most `BLOCK_SCORES_ELEMENTS` (or the
+    backend's `attention_policy` block size) per sample
     (at least one query), the blocks as even as possible so that little
     padding is computed (351 queries: 16 blocks of 22, not 15 of 23 and a
     padded 16th)."""
-    largest = max(1, BLOCK_SCORES_ELEMENTS // max(1, heads * n_k))
+    elements = attention_policy().block_scores_elements or BLOCK_SCORES_ELEMENTS
+    largest = max(1, elements // max(1, heads * n_k))
     blocks = math.ceil(n_q / largest)
     return math.ceil(n_q / blocks)
 

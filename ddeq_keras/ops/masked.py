@@ -85,7 +85,7 @@ def masked_max(x, mask=None, axis=1, keepdims=False):
     """
     x = ops.convert_to_tensor(x)
     if mask is not None:
-        lowest = ops.full_like(x, _lowest(ops.dtype(x)))
+        lowest = ops.full_like(x, lowest_finite(ops.dtype(x)))
         x = ops.where(_expand(mask, x), x, lowest)
     return ops.max(x, axis=axis, keepdims=keepdims)
 
@@ -98,8 +98,9 @@ def masked_std(x, mask=None, axis=1, keepdims=False, epsilon=0.0):
     return ops.sqrt(var + epsilon)
 
 
-def _lowest(dtype):
-    """The lowest finite value of ``dtype``, the fill value of padded elements.
+def lowest_finite(dtype):
+    """The lowest finite value of ``dtype``: the fill value of padded elements
+    (in `masked_max`, and the logit of padded keys in attention).
 
     ``ml_dtypes.finfo`` knows bfloat16 (and the float8 types) by name, which
     ``numpy.finfo`` does only once ml_dtypes has registered them; integer

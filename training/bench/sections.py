@@ -35,7 +35,7 @@ def worker_config(args, task, model, kwargs, num_points, jit_compile, repeats):
                 repeats=repeats)
 
 
-def _per_model_modes(args, cache, section, measure, key, unit, ratio, head=None):
+def _per_model_modes(args, cache, section, measure, key, unit, ratio, head=None, modes=MODES):
     """``{name: {**head(name), "modes": {mode: measure(model, name)}, field: ratio}}``
     for every model of ``--models``; ``ratio`` is ``(field, numerator mode,
     denominator mode)`` of ``key``."""
@@ -43,7 +43,7 @@ def _per_model_modes(args, cache, section, measure, key, unit, ratio, head=None)
     for name in args.models:
         entry = head(name) if head else {}
         entry["modes"] = {}
-        for mode in MODES:
+        for mode in modes:
             def run(name=name, mode=mode):
                 return measure(cache.get(name, mode), name)
 
@@ -69,7 +69,8 @@ def section_train(args, cache):
 
     out["models"] = _per_model_modes(
         args, cache, "train", measure, "step_s", "s per step",
-        ("ratio_reference_over_default", "reference", "default"), head)
+        ("ratio_reference_over_default", "reference", "default"), head,
+        modes=args.train_modes)
     for name in args.models:
         entry = out["models"][name]
         entry["solvers"] = {}
@@ -85,7 +86,7 @@ def section_train(args, cache):
     out["solver_settings"] = {s: guarded(s, train_solver_kwargs, s, args)
                               for s in args.train_solvers}
     resolved = {m["config"]["jit_compile"] for e in out["models"].values()
-                for m in e["modes"].values() if ok(m)}
+                for m in [*e["modes"].values(), *e["solvers"].values()] if ok(m)}
     out["jit_compile_resolved"] = sorted(resolved)[0] if len(resolved) == 1 else sorted(resolved)
     return out
 

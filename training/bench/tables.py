@@ -98,12 +98,15 @@ def _per_model_rows(secs, section, key, fmt, ratio_label, ratio_key):
     rows = []
     for name in _ordered(s.get(section, {}).get("models", {}) for s in secs):
         es = [s.get(section, {}).get("models", {}).get(name) for s in secs]
-        for mode in MODES:
+        modes = [m for m in MODES if any(m in (e or {}).get("modes", {}) for e in es)]
+        for mode in modes:  # a run with --train-modes "" has none
             rows.append([name, mode] + [
-                cell(e, lambda e: fmt(e["modes"][mode][key])
-                     if ok(e["modes"][mode]) else "error (see below)") for e in es])
-        rows.append([name, ratio_label] + [
-            cell(e, lambda e: fmt_ratio(e.get(ratio_key))) for e in es])
+                cell(e, lambda e, mode=mode: (fmt(e["modes"][mode][key])
+                                              if ok(e["modes"][mode]) else "error (see below)")
+                     if mode in e["modes"] else "-") for e in es])
+        if len(modes) == len(MODES):
+            rows.append([name, ratio_label] + [
+                cell(e, lambda e: fmt_ratio(e.get(ratio_key))) for e in es])
     return rows
 
 
@@ -164,6 +167,11 @@ def _memory_table(secs, labels):
             hi, lo = rk[len("ratio_"):].split("_over_")
             rows.append([bw, f"**{hi} / {lo}**"] + [
                 cell(r, lambda r: fmt_ratio(r.get(rk))) for r in rs])
+    trained = [s.get("memory", {}).get("training_steps", {}).get("models", {}) for s in secs]
+    for name in _ordered(trained):
+        rows.append([f"full-size step: {name}", "MiB / s per step"] + [
+            cell(t.get(name), lambda e: f"{fmt_num(e['peak_mib'], 4)} / {fmt_s(e['step_s'])}")
+            for t in trained])
     rows.append(["", "method"] + [cell(s.get("memory"), lambda m: str(m.get("method")))
                                   for s in secs])
     return markdown_table(["backward", "flow steps"] + labels, rows)
@@ -230,8 +238,13 @@ _TABLES = {
         f"Training step with jit_compile=True vs False: {s.get('model')} {s.get('mode')}, "
         f"batch {s.get('batch_size')}, {s.get('flow_steps')} flow steps"), _jit_table),
     "memory": (lambda s: (
-        f"Peak memory of one training step (MiB): {s.get('model')}, batch "
-        f"{s.get('batch_size')}, flow steps {s.get('steps')} (tol=0)"), _memory_table),
+        f"Peak memory of one training step (MiB), batch {s.get('batch_size')}: "
+        + (f"{s.get('model')} at flow steps {s.get('steps')} (tol=0)" if s.get("steps")
+           else "")
+        + (("; " if s.get("steps") else "") + "full-size steps of "
+           f"{s['training_steps']['solver']}, {s['training_steps']['max_steps']} steps, "
+           f"{s['training_steps']['backward']} backward" if s.get("training_steps") else "")),
+        _memory_table),
     "solvers": (lambda s: (
         f"Solvers in inference: {s.get('solver_model')}, {s.get('num_examples')} test clouds, "
         f"tol {s.get('tol')} ({s.get('stopping')}, per sample), cap {s.get('max_steps')} "

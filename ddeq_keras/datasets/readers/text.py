@@ -32,8 +32,9 @@ def read_text_points(path) -> np.ndarray:
     and skipped; `#` starts a comment.
 
     Raises:
-        PointFileError: when rows have different numbers of values or contain
-            something that is not a number.
+        PointFileError: when rows have different numbers of values (reason
+            `REASON_COLUMNS`) or contain something that is not a number
+            (`REASON_UNREADABLE`, naming the line).
     """
     with open(path, "r", encoding="utf-8", errors="replace") as f:
         lines = f.read().splitlines()
@@ -59,8 +60,23 @@ def read_text_points(path) -> np.ndarray:
             lines[start:], delimiter=delimiter, comments="#", dtype=np.float64, ndmin=2
         )
     except ValueError as e:
+        bad = _first_non_number(lines, start, delimiter)
+        if bad is not None:  # text in the data: say where (NumPy counts from `start`)
+            raise PointFileError(path, REASON_UNREADABLE, f"line {bad[0]}: {bad[1]!r} is not "
+                                 "a number") from e
         raise PointFileError(path, REASON_COLUMNS, f"inconsistent rows: {e}") from e
     return table.astype(np.float32)
+
+
+def _first_non_number(lines, start, delimiter):
+    """(1-based line, token) of the first value after `start` that is not a number."""
+    for i in range(start, len(lines)):
+        stripped = lines[i].split("#", 1)[0].strip()
+        tokens = stripped.split(delimiter) if delimiter else stripped.split()
+        for token in (t.strip() for t in tokens):
+            if token and not _is_number_row([token]):
+                return i + 1, token
+    return None
 
 
 def read_numpy_points(path) -> np.ndarray:

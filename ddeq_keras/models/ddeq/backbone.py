@@ -97,6 +97,10 @@ class DDEQBackbone(keras.Model):
         dt = self.dtype_policy
         self.network = DDEQNetwork(**{k: args[k] for k in NETWORK_ARGS}, seed=seed, dtype=dt,
                                    name="network")
+        if self.num_particles is None:
+            # As many particles as points (the completer): the encoder's attention
+            # is as large as the map's and lives through the same training step.
+            self.network.x_self_attention.attention.tight_memory = True
         self.equilibrium = GradientFlowEquilibrium(
             self.network, solver=solver, backward=backward, kernel=kernel, return_stats=True,
             dtype=dt, name="equilibrium",
