@@ -26,7 +26,8 @@ PyTorch's fused kernel, elsewhere blocks of queries with a recomputing
 backward pass), so self-attention over a 1,024-point cloud at batch 64 does
 not need its 8 GiB ``(64, 32, 1024, 1024)`` score tensor. Same results to
 float32 rounding, padded keys still get exactly zero weight. Short inputs
-(the particles of a flow step) keep the plain path; so does any call with an
+(a classifier's particles) keep the plain path (attention marked
+``tight_memory`` leaves it from 2^20 scores); so does any call with an
 ``attention_mask`` or ``return_attention_scores=True``. JAX switches earlier
 (already MNIST's 351 points), where it is faster: see
 `ddeq_keras.backend.attention_policy`.

@@ -46,8 +46,9 @@ from ddeq_keras.backend.loops import scan
 # than this takes the memory-efficient path in `MaskedMultiHeadAttention`
 # (32 MiB of float32 per sample, 2 GiB at batch 64). A flow step's attention
 # over 10 particles (32 x 10 x 10, or 32 x 10 x 1024 across to a ModelNet
-# cloud) and every attention of the MNIST models (351 points or particles:
-# 32 x 351 x 351 = 3.9 M) stay on the plain path; self-attention over a
+# cloud) and the MNIST classifier's 351-point encoder (32 x 351 x 351 =
+# 3.9 M) stay on the plain path (the completer's 351-point attention does not:
+# see `TIGHT_FULL_SCORES_MAX_ELEMENTS`); self-attention over a
 # 1,024-point ModelNet cloud (33.5 M) does not. Why 2**23 and not 2**20: on
 # CPU, a ddeq_mnist training step at batch 64 (Anderson defaults, alternating
 # steps in one process) took 1.5x as long with its 351-point self-attention

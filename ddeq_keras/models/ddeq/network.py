@@ -45,10 +45,12 @@ class DDEQNetwork(keras.layers.Layer):
     never materialise their ``(batch, heads, n, m)`` scores (see
     `MaskedMultiHeadAttention`), so a batch of 64 clouds of 1,024 points
     trains within a few GB; smaller attention (the 10-particle attention of
-    a classifier's flow step, the 351 points and particles of the MNIST
-    models) stays on the plain (faster) path, except on JAX, where the
-    351-point attention is faster blockwise too
-    (`ddeq_keras.backend.attention_policy`).
+    a classifier's flow step, the 351-point encoder of the MNIST classifier)
+    stays on the plain (faster) path, except on JAX, where the 351-point
+    attention is faster blockwise too (`ddeq_keras.backend.attention_policy`).
+    The map's own attention (and all of a completer's, whose particles are as
+    many as its points) takes the memory-efficient path from a lower size
+    (`tight_memory`, see `ddeq_keras.ops.attention`).
 
     Args:
         latent_dim: particle width ``d_z`` (128).
