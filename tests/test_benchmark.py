@@ -272,3 +272,27 @@ def test_train_modes_can_be_left_out():
     assert "reference" not in results["table"]
     with pytest.raises(SystemExit):
         benchmark.parse_args(["--train-modes", "fastest"])
+
+
+def test_time_calls_without_repeats_times_the_first_call():
+    # `--repeats 0` (steps of many minutes): one call, reported as the median.
+    calls = []
+    timing = core.time_calls(lambda: calls.append(1), 0)
+    assert len(calls) == 1 and timing["times_s"] == []
+    assert timing["median_s"] == timing["first_call_s"] >= 0.0
+    timing = core.time_calls(lambda: calls.append(1), 2)
+    assert len(calls) == 4 and len(timing["times_s"]) == 2
+
+
+def test_train_section_trains_a_completer():
+    # A completion model's targets are clouds, not labels (the synthetic batch's
+    # inputs stand in for them); it was "`y` must have rank 3" before.
+    with single_threaded():
+        results = benchmark.main(["--smoke", "--sections", "train", "--train-modes", "",
+                                  "--models", "ddeq_mnist_completion", "--repeats", "0"])
+    solvers = results["sections"]["train"]["models"]["ddeq_mnist_completion"]["solvers"]
+    for name in ("euler", "anderson"):
+        entry = solvers[name]
+        assert "error" not in entry, entry
+        assert entry["steps_timed"] == 0 and entry["step_s"] == entry["first_call_s"] > 0
+        assert 1.0 <= entry["evals_per_sample"] <= 3

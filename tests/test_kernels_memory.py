@@ -272,12 +272,14 @@ def test_blockwise_attention_second_derivative_matches_full(rng):
 
 
 def test_path_choice_and_block_sizes():
-    jax = keras.config.backend() == "jax"  # blockwise earlier, bigger blocks (faster there)
+    backend = keras.config.backend()
+    jax = backend == "jax"  # blockwise earlier, bigger blocks (faster there)
     assert not scores_are_large(32, 10, 10)      # a flow step's particles
     assert not scores_are_large(32, 10, 1024)    # particles across to a ModelNet cloud
     assert not scores_are_large(32, 10, 351)     # particles across to an MNIST cloud
-    # MNIST's 351 points: plain on TensorFlow and PyTorch, blockwise on JAX.
-    assert scores_are_large(32, 351, 351) == jax
+    # MNIST's 351 points: plain on TensorFlow; blockwise on JAX and PyTorch's fused
+    # kernel (both faster there).
+    assert scores_are_large(32, 351, 351) == (backend != "tensorflow")
     assert scores_are_large(32, 1024, 351)       # above the threshold, whatever the axis
     assert scores_are_large(32, 1024, 1024)
     assert not scores_are_large(32, None, 1024)  # unknown: the plain path

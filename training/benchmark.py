@@ -109,7 +109,8 @@ def parse_args(argv):
     add("--num-points", type=int, default=None,
         help="padded cloud length (default: per model, 351 MNIST / 1024 ModelNet40; smoke 24)")
     add("--flow-steps", type=int, default=None, help="train/infer/jit flow steps (200; smoke 3)")
-    add("--repeats", type=int, default=3, help="timed calls (median reported)")
+    add("--repeats", type=int, default=3, help="timed calls (median reported); 0: only the first call, "
+                                           "compilation included, is timed")
     add("--train-modes", default="default,reference",
         help="comma list of the train section's modes (\"\": only the training solvers)")
     add("--train-solvers", default="euler,anderson",

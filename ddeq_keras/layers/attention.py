@@ -28,8 +28,8 @@ not need its 8 GiB ``(64, 32, 1024, 1024)`` score tensor. Same results to
 float32 rounding, padded keys still get exactly zero weight. Short inputs
 (a classifier's particles) keep the plain path (attention marked
 ``tight_memory`` leaves it from 2^20 scores); so does any call with an
-``attention_mask`` or ``return_attention_scores=True``. JAX switches earlier
-(already MNIST's 351 points), where it is faster: see
+``attention_mask`` or ``return_attention_scores=True``. JAX and PyTorch switch
+earlier (already MNIST's 351 points), where it is faster: see
 `ddeq_keras.backend.attention_policy`.
 """
 

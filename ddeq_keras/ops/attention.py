@@ -53,8 +53,8 @@ from ddeq_keras.backend.loops import scan
 # CPU, a ddeq_mnist training step at batch 64 (Anderson defaults, alternating
 # steps in one process) took 1.5x as long with its 351-point self-attention
 # on the blockwise path on TensorFlow (it was 0.7x on JAX), so MNIST keeps
-# the plain path, at about 1 GB per score tensor at batch 64. JAX switches
-# earlier (`ddeq_keras.backend.attention_policy`: faster there).
+# the plain path, at about 1 GB per score tensor at batch 64. JAX and PyTorch
+# switch earlier (`ddeq_keras.backend.attention_policy`: faster there).
 FULL_SCORES_MAX_ELEMENTS = 2**23
 # The bound for attention whose activations must stay small
 # (`MaskedMultiHeadAttention.tight_memory`): inside the fixed-point map, which

@@ -141,16 +141,21 @@ def model_summary(model):
 
 
 def time_calls(fn, repeats):
-    """``fn()`` once untimed (compilation, building), then ``repeats`` timed calls."""
+    """``fn()`` once untimed (compilation, building), then ``repeats`` timed calls.
+
+    ``repeats=0`` (for calls of many minutes): only the first call, whose time,
+    compilation included, is reported as the median (an upper bound).
+    """
     start = time.perf_counter()
     fn()
     first = time.perf_counter() - start
     times = []
-    for _ in range(max(int(repeats), 1)):
+    for _ in range(max(int(repeats), 0)):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return {"first_call_s": first, "median_s": float(np.median(times)), "times_s": times}
+    median = float(np.median(times)) if times else first
+    return {"first_call_s": first, "median_s": median, "times_s": times}
 
 
 def measure_train(model, x, y, repeats):
@@ -176,8 +181,16 @@ def model_batch(model, batch_size, num_points, seed=0):
                            num_classes=getattr(model, "num_classes", 10))
 
 
+def training_targets(model, x, y):
+    """The targets of a training step: class labels, or for a completion model
+    (no ``num_classes``) the complete clouds, here the inputs themselves."""
+    return y if hasattr(model, "num_classes") else x
+
+
 def batch_for(args, name, model):
-    return model_batch(model, args.batch_size, padded_length(name, args.num_points))
+    """A synthetic batch for ``name`` and its training targets."""
+    x, y = model_batch(model, args.batch_size, padded_length(name, args.num_points))
+    return x, training_targets(model, x, y)
 
 
 class ModelCache:

@@ -178,7 +178,3 @@ def finished_train_step(model, x, y):
     return logs
 
 
-def training_targets(model, x, y):
-    """The targets of a training step: class labels, or for a completion model
-    (no ``num_classes``) the complete clouds, here the inputs themselves."""
-    return y if hasattr(model, "num_classes") else x

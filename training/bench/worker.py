@@ -20,6 +20,7 @@ from training.bench.core import (
     model_batch,
     model_summary,
     ok,
+    training_targets,
 )
 from training.bench.memory import (
     PeakRSS,
@@ -28,7 +29,6 @@ from training.bench.memory import (
     lifetime_peak_rss_mib,
     release_free_heap,
     rss_mib,
-    training_targets,
     xla_step_memory,
 )
 

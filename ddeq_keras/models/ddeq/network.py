@@ -46,8 +46,9 @@ class DDEQNetwork(keras.layers.Layer):
     `MaskedMultiHeadAttention`), so a batch of 64 clouds of 1,024 points
     trains within a few GB; smaller attention (the 10-particle attention of
     a classifier's flow step, the 351-point encoder of the MNIST classifier)
-    stays on the plain (faster) path, except on JAX, where the 351-point
-    attention is faster blockwise too (`ddeq_keras.backend.attention_policy`).
+    stays on the plain (faster) path, except on JAX and PyTorch, where the
+    351-point attention is faster on the memory-efficient path too
+    (`ddeq_keras.backend.attention_policy`).
     The map's own attention (and all of a completer's, whose particles are as
     many as its points) takes the memory-efficient path from a lower size
     (`tight_memory`, see `ddeq_keras.ops.attention`).
