@@ -290,6 +290,24 @@ def test_text_formats(tmp_path, rng):
     assert info.value.reason == readers.REASON_COLUMNS
 
 
+def test_text_with_a_point_count_line(tmp_path, rng):
+    points = np.round(rng.normal(size=(4, 3)), 4).astype(np.float32)
+    body = "\n".join(" ".join(str(v) for v in p) for p in points)
+    counted = tmp_path / "counted.pts"
+    counted.write_text(f"4\n{body}\n")
+    np.testing.assert_array_equal(readers.read_point_file(counted), points)
+    wrong = tmp_path / "wrong.pts"
+    wrong.write_text(f"# scanner\n5\n{body}\n")
+    with pytest.raises(readers.PointFileError,
+                       match="line 2 declares 5 points, the file holds 4") as info:
+        readers.read_point_file(wrong)
+    assert info.value.reason == readers.REASON_COLUMNS
+    # A one-column cloud is data, not a count line.
+    column = tmp_path / "column.txt"
+    column.write_text("3\n1\n2\n")
+    np.testing.assert_array_equal(readers.read_point_file(column), [[3], [1], [2]])
+
+
 def test_numpy_formats(tmp_path, rng):
     points = rng.normal(size=(5, 2)).astype(np.float32)
     np.save(tmp_path / "a.npy", points)

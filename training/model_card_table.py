@@ -39,18 +39,31 @@ def render_table(zoo):
     return metrics_table(records, first_column=("preset", names)) if records else NO_PRESETS
 
 
-def update_card(text, table):
-    """`text` with the part between the markers replaced by `table`.
+def update_card(text, table, begin=BEGIN, end=END):
+    """`text` with the part between the markers `begin` and `end` replaced by `table`.
 
     Raises:
         PresetError: if the markers are missing or out of order.
     """
     from ddeq_keras.presets.errors import PresetError
 
-    start, end = text.find(BEGIN), text.find(END)
-    if start < 0 or end < start:
-        raise PresetError(f"the model card lacks the markers {BEGIN!r} ... {END!r}")
-    return f"{text[:start + len(BEGIN)]}\n\n{table}\n\n{text[end:]}"
+    start, stop = text.find(begin), text.find(end)
+    if start < 0 or stop < start:
+        raise PresetError(f"the model card lacks the markers {begin!r} ... {end!r}")
+    return f"{text[:start + len(begin)]}\n\n{table}\n\n{text[stop:]}"
+
+
+def write_or_check(card, updated, check, command):
+    """Writes `updated` to the card, or with `check` only compares; the exit status."""
+    text = card.read_text(encoding="utf-8")
+    if check:
+        if updated != text:
+            print(f"{card} is out of date: run {command}", file=sys.stderr)
+            return 1
+        return 0
+    card.write_text(updated, encoding="utf-8")
+    print(f"wrote {card}")
+    return 0
 
 
 def main(argv=None):
@@ -61,17 +74,8 @@ def main(argv=None):
     parser.add_argument("--zoo", type=Path, default=ROOT / "zoo")
     parser.add_argument("--card", type=Path, default=ROOT / "MODEL_CARD.md")
     args = parser.parse_args(argv)
-    text = args.card.read_text(encoding="utf-8")
-    updated = update_card(text, render_table(args.zoo))
-    if args.check:
-        if updated != text:
-            print(f"{args.card} is out of date: run python -m training.model_card_table",
-                  file=sys.stderr)
-            return 1
-        return 0
-    args.card.write_text(updated, encoding="utf-8")
-    print(f"wrote the metrics table of {args.card}")
-    return 0
+    updated = update_card(args.card.read_text(encoding="utf-8"), render_table(args.zoo))
+    return write_or_check(args.card, updated, args.check, "python -m training.model_card_table")
 
 
 if __name__ == "__main__":

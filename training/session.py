@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from training.loop import CHECKPOINT, normalization, pipeline, sync
 
@@ -137,7 +138,9 @@ def finish(args, model, recipe, run_dir, progress, *, source, dataset, command, 
     report["training"] = {**training, "epochs_completed": progress["epoch"],
                           "stopped_at_step": progress["step"],
                           "stopped_by_time_budget": progress["finished"],
-                          "train_seconds": round(progress["train_seconds"], 1)}
+                          "train_seconds": round(progress["train_seconds"], 1),
+                          "trainable_parameters": sum(
+                              int(np.prod(v.shape)) for v in model.trainable_variables)}
     (run_dir / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
     if not args.no_plots:
         from training import plots

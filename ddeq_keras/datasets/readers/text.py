@@ -29,11 +29,12 @@ def read_text_points(path) -> np.ndarray:
 
     The delimiter is a comma, a semicolon or white space, whichever the first
     data row uses. Leading lines that are not all numbers are taken as a header
-    and skipped; `#` starts a comment.
+    and skipped, as is a first line holding only the number of points (checked
+    against the rows); `#` starts a comment.
 
     Raises:
-        PointFileError: when rows have different numbers of values (reason
-            `REASON_COLUMNS`) or contain something that is not a number
+        PointFileError: when rows have different numbers of values, or not the
+            number of rows a count line declares (reason `REASON_COLUMNS`) or contain something that is not a number
             (`REASON_UNREADABLE`, naming the line).
     """
     with open(path, "r", encoding="utf-8", errors="replace") as f:
@@ -55,6 +56,9 @@ def read_text_points(path) -> np.ndarray:
             break
     if start is None:
         raise PointFileError(path, REASON_EMPTY, "no numeric rows")
+    declared = _point_count_line(lines, start, delimiter)
+    if declared is not None:
+        start = declared[0] + 1
     try:
         table = np.loadtxt(
             lines[start:], delimiter=delimiter, comments="#", dtype=np.float64, ndmin=2
@@ -65,7 +69,33 @@ def read_text_points(path) -> np.ndarray:
             raise PointFileError(path, REASON_UNREADABLE, f"line {bad[0]}: {bad[1]!r} is not "
                                  "a number") from e
         raise PointFileError(path, REASON_COLUMNS, f"inconsistent rows: {e}") from e
+    if declared is not None and declared[1] != len(table):
+        raise PointFileError(path, REASON_COLUMNS, f"line {declared[0] + 1} declares "
+                             f"{declared[1]} points, the file holds {len(table)}")
     return table.astype(np.float32)
+
+
+def _data_rows(lines, start):
+    """(index, comment-free text) of the non-empty lines from `start` on."""
+    for i in range(start, len(lines)):
+        stripped = lines[i].split("#", 1)[0].strip()
+        if stripped:
+            yield i, stripped
+
+
+def _point_count_line(lines, start, delimiter):
+    """(index, count) when the first data row is a lone point count, else None.
+
+    Many `.pts` / `.xyz` writers start with the number of points on a line of its
+    own; a row of one integer followed by rows of several values is that count.
+    """
+    rows = _data_rows(lines, start)
+    index, first = next(rows)
+    following = next(rows, None)
+    if following is None or not first.isdigit():
+        return None
+    tokens = following[1].split(delimiter) if delimiter else following[1].split()
+    return (index, int(first)) if len([t for t in tokens if t.strip()]) > 1 else None
 
 
 def _first_non_number(lines, start, delimiter):
