@@ -276,6 +276,38 @@ def test_kill_and_resume_end_with_the_same_weights(work, reference):
     assert report["max_weight_difference"] == {"model": 0.0, "seed": 0.0, "optimizer": 0.0}
 
 
+def test_time_budget_stops_and_a_larger_one_continues(work, reference):
+    """A run stopped by its time budget says so, and resumes with a larger budget to the
+    uninterrupted run's weights (no tolerance, as for a killed run: the same steps on the
+    same batches from the same restored state)."""
+    from training.checkpoint import read_progress
+
+    run_dir = work / "budget"
+    first = run_module(work, "training.train", train_args(
+        work, "--run-dir", str(run_dir), "--no-plots", "--time-budget", "1e-9"))
+    assert "Stopped by the time budget at epoch 2, step 0" in first.stdout
+    report = json.loads((run_dir / "evaluation.json").read_text())
+    assert report["training"]["stopped_by_time_budget"] is True
+    assert report["training"]["epochs_completed"] == 1  # the budget ran out in epoch 1
+    assert read_progress(run_dir / "checkpoint.safetensors")["finished"] is True
+    # The same budget again: nothing more to train.
+    again = run_module(work, "training.train", train_args(
+        work, "--run-dir", str(run_dir), "--no-plots", "--time-budget", "1e-9", "--resume"))
+    assert "training continues" not in again.stdout
+    assert json.loads((run_dir / "evaluation.json").read_text())["training"][
+        "epochs_completed"] == 1
+    more = run_module(work, "training.train", train_args(
+        work, "--run-dir", str(run_dir), "--no-plots", "--time-budget", "60", "--resume"))
+    assert "The time budget is now 60 min: training continues." in more.stdout
+    report = json.loads((run_dir / "evaluation.json").read_text())
+    assert report["training"]["stopped_by_time_budget"] is False
+    assert report["training"]["epochs_completed"] == 2
+    resumed, uninterrupted = checkpoint_arrays(run_dir), checkpoint_arrays(reference)
+    assert sorted(resumed) == sorted(uninterrupted)
+    for name, value in uninterrupted.items():
+        np.testing.assert_array_equal(resumed[name], value, err_msg=name)
+
+
 def test_data_parallel(work, reference):
     """Two simulated JAX devices vs one, on the same global batches.
 
@@ -342,3 +374,23 @@ def test_time_to_accuracy_records_and_plots_both_outcomes(work, reference):
         "plot", str(work / "tta_anderson.json"), str(work / "tta_euler.json"), "--png", str(png)])
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "not reached in 0.0001 min" in result.stdout
+
+
+def test_input_only_chamfer_is_the_chamfer_of_the_partial_input():
+    """The completion reference: 0 for a complete input, else the Chamfer distance of the
+    input itself (the same op: float32 rounding only, 1e-6)."""
+    from ddeq_keras.ops import chamfer_distance
+    from training.evaluate import input_only_chamfer
+
+    rng = np.random.default_rng(3)
+    complete = rng.normal(size=(2, 10, 2)).astype("float32")
+    full = np.ones((2, 10), bool)
+    partial = full.copy()
+    partial[:, 6:] = False
+    target = {"points": complete, "mask": full}
+    assert input_only_chamfer([({"points": complete, "mask": full}, target)]) == 0.0
+    expected = keras.ops.convert_to_numpy(
+        chamfer_distance(complete, complete, partial, full, squared=False))
+    batches = [({"points": complete, "mask": partial}, target)] * 2
+    assert input_only_chamfer(batches) == pytest.approx(float(np.mean(expected)), abs=1e-6)
+    assert float(np.mean(expected)) > 0

@@ -50,7 +50,9 @@ def trainable_parameters(training):
 def test_result(summary):
     """The headline test number of a run, in words."""
     if "chamfer_distance" in summary:
-        return f"Chamfer {summary['chamfer_distance']:.5f} (lower is better)"
+        reference = summary.get("chamfer_distance_input_only")
+        reference = "" if reference is None else f"; the partial input alone: {reference:.5f}"
+        return f"Chamfer {summary['chamfer_distance']:.5f} (lower is better{reference})"
     if "accuracy" in summary:
         return (f"accuracy {100 * summary['accuracy']:.2f}% (mean per class "
                 f"{100 * summary['mean_class_accuracy']:.2f}%)")

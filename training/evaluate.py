@@ -1,8 +1,10 @@
 """Evaluate a preset or a training checkpoint on a dataset split -> `metrics.json`.
 
 Classification: accuracy, mean per-class accuracy, per-class accuracy and the
-confusion matrix; completion: Chamfer distance. Both: the solver's mean number of
-steps per sample and the fraction of samples converged (DDEQ models), throughput
+confusion matrix; completion: Chamfer distance, and that of the partial input
+itself (`chamfer_distance_input_only`: the score of returning the input unchanged).
+Both: the solver's mean number of steps per sample and the fraction of samples
+converged (DDEQ models), throughput
 (clouds per second of `predict_on_batch`, the first, compiling batch excluded) and
 the hardware. Writes ``metrics.json`` (the zoo's records: one scalar per row) and
 ``evaluation.json`` (everything, confusion matrix included) to ``--out``.
@@ -36,6 +38,21 @@ def hardware():
     from training.bench.machine import machine_info
 
     return machine_info()["device"]
+
+
+def input_only_chamfer(data, squared=False):
+    """Mean Chamfer distance between each partial input and its complete cloud.
+
+    The score of a "completer" that returns its input unchanged: the reference a
+    completion model's ``chamfer_distance`` must beat to have added anything.
+    ``data`` yields ``(x, y)`` completion batches (``{"points", "mask"}`` each).
+    """
+    from ddeq_keras.ops import chamfer_distance
+
+    values = [keras.ops.convert_to_numpy(chamfer_distance(
+        np.asarray(x["points"]), np.asarray(y["points"]), np.asarray(x["mask"]),
+        np.asarray(y["mask"]), squared=squared)) for x, y in data]
+    return float(np.mean(np.concatenate(values)))
 
 
 def _predict_all(model, data, task):
@@ -96,6 +113,8 @@ def evaluate_model(model, data, *, dataset, split, task, command):
                        mean_class_accuracy=report["mean_class_accuracy"])
     else:
         summary["chamfer_distance"] = float(logs["chamfer_distance"])
+        summary["chamfer_distance_input_only"] = input_only_chamfer(
+            data, squared=bool(getattr(model, "chamfer_squared", False)))
     for key in ("flow_steps", "flow_converged", "flow_non_finite"):
         if key in logs:
             summary[key] = float(logs[key])

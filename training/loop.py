@@ -216,6 +216,12 @@ class TrainingLoop:
         progress = ckpt.load_checkpoint(self.path, self.model)
         print(f"Resuming at epoch {progress['epoch'] + 1}, step {progress['step']} "
               f"({progress['train_seconds']:.0f} s trained).", flush=True)
+        budget = self.args.time_budget
+        if progress["finished"] and (budget is None or budget * 60.0 > progress["train_seconds"]):
+            # Stopped by an earlier time budget; the budget given now leaves time.
+            progress["finished"] = False
+            print(f"The time budget is now {'none' if budget is None else f'{budget:g} min'}:"
+                  " training continues.", flush=True)
         return progress
 
     def save(self, epoch, step, seconds, finished=False):
@@ -286,4 +292,9 @@ class TrainingLoop:
             progress = {"epoch": epoch + 1, "step": 0, "train_seconds": seconds,
                         "finished": finished}
             self.save(epoch + 1, 0, seconds, finished=finished)
+        if progress["finished"]:
+            # (Keras's verbose=2 line counts the whole epoch's steps even when stopped.)
+            print(f"Stopped by the time budget at epoch {progress['epoch'] + 1}, step "
+                  f"{progress['step']} ({progress['train_seconds'] / 3600:.2f} h trained).",
+                  flush=True)
         return progress

@@ -79,6 +79,19 @@ PRESETS = {
         description="MNIST point-cloud classifier, the authors' configuration; "
                     "97.78% on the 10,000 test clouds",
     ),
+    "ddeq_mnist_completion": PresetEntry(
+        repo_id=None,  # trained and committed under zoo/; not published on the Hub yet
+        revision=None,
+        sha256={
+            "config.json": "fd4cf60c4e91e11741ad11f3f6ff308edf4de0cd7c3f043c4a845547460a0583",
+            "model.safetensors":
+                "43eae385f210707ffbdc7a9bc82df4bc1f95f82cac90048510ef40304f5b8084",
+            "README.md": "dcfc0cef50564e4836ca72bbfe2be76611e82c352839ef7d80b270a33da318ca",
+            "metrics.json": "f534acc078330801e6af3eacf696489a5e1028f54b91ae737613fc4bbb956294",
+        },
+        description="MNIST point-cloud completion after 4 h of CPU training; Chamfer 0.107 "
+                    "on the 10,000 test clouds, worse than the partial input alone (0.079)",
+    ),
 }
 
 
