@@ -37,14 +37,12 @@ def trainable_parameters(training):
     """The trainable parameter count of a run: recorded, or that of its recipe's model."""
     if training.get("trainable_parameters") is not None:
         return int(training["trainable_parameters"])
-    import numpy as np
-
     from ddeq_keras.models import create_model
     from training.recipes import get_recipe
+    from training.session import trainable_parameter_count
 
     recipe = get_recipe(training["recipe"])
-    model = create_model(recipe.model, **recipe.model_overrides)
-    return sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+    return trainable_parameter_count(create_model(recipe.model, **recipe.model_overrides))
 
 
 def test_result(summary):

@@ -56,8 +56,8 @@ def input_only_chamfer(data, squared=False):
 
 
 def _predict_all(model, data, task):
-    """Runs `predict_on_batch` over ``data``; returns outputs, targets, clouds/s."""
-    outputs, targets, seconds, counted = [], [], 0.0, 0
+    """Runs `predict_on_batch` over ``data``; returns inputs, outputs, targets, clouds/s."""
+    inputs, outputs, targets, seconds, counted = [], [], [], 0.0, 0
     for i, (x, y) in enumerate(data):
         # NumPy batches: a tf.data pipeline yields TensorFlow tensors, which
         # `predict_on_batch` takes only on the TensorFlow backend.
@@ -67,10 +67,11 @@ def _predict_all(model, data, task):
         if i:  # the first batch compiles
             seconds += time.perf_counter() - start
             counted += len(np.asarray(x["points"]))
+        inputs.append(x)
         outputs.append(out)
         targets.append(keras.tree.map_structure(np.asarray, y))
     throughput = round(counted / seconds, 2) if seconds else None  # one batch: no timing
-    return outputs, targets, throughput
+    return inputs, outputs, targets, throughput
 
 
 def classification_report(logits, labels, class_names=None):
@@ -98,7 +99,7 @@ def evaluate_model(model, data, *, dataset, split, task, command):
     ``report["records"]`` are the `metrics.json` records, ``report["summary"]``
     the headline numbers.
     """
-    outputs, targets, throughput = _predict_all(model, data, task)
+    inputs, outputs, targets, throughput = _predict_all(model, data, task)
     logs = model.evaluate(data, verbose=0, return_dict=True)
     summary = {"clouds": int(sum(len(np.asarray(t if task == "classification"
                                                 else t["points"])) for t in targets)),
@@ -113,8 +114,9 @@ def evaluate_model(model, data, *, dataset, split, task, command):
                        mean_class_accuracy=report["mean_class_accuracy"])
     else:
         summary["chamfer_distance"] = float(logs["chamfer_distance"])
+        # The batches the predictions saw, not another pass over the pipeline.
         summary["chamfer_distance_input_only"] = input_only_chamfer(
-            data, squared=bool(getattr(model, "chamfer_squared", False)))
+            zip(inputs, targets), squared=bool(getattr(model, "chamfer_squared", False)))
     for key in ("flow_steps", "flow_converged", "flow_non_finite"):
         if key in logs:
             summary[key] = float(logs[key])

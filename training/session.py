@@ -114,6 +114,11 @@ def single_device_copy(model, build):
     return copy
 
 
+def trainable_parameter_count(model):
+    """The number of trainable parameters of ``model``."""
+    return sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+
+
 def finish(args, model, recipe, run_dir, progress, *, source, dataset, command, training,
            trained_with):
     """Final evaluation, plots and the preset folder of a finished run.
@@ -139,8 +144,7 @@ def finish(args, model, recipe, run_dir, progress, *, source, dataset, command, 
                           "stopped_at_step": progress["step"],
                           "stopped_by_time_budget": progress["finished"],
                           "train_seconds": round(progress["train_seconds"], 1),
-                          "trainable_parameters": sum(
-                              int(np.prod(v.shape)) for v in model.trainable_variables)}
+                          "trainable_parameters": trainable_parameter_count(model)}
     (run_dir / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
     if not args.no_plots:
         from training import plots
