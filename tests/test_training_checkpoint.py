@@ -42,7 +42,7 @@ def tiny_loop(run_dir, model, resume=True):
     phases = loop.Phases(of_epoch=lambda epoch: "train",
                          enter=lambda model, phase: compile_tiny(model))
     training_loop = loop.TrainingLoop(
-        model, SimpleNamespace(epochs=3), SimpleNamespace(resume=resume), run_dir=run_dir,
+        model, SimpleNamespace(epochs=3), SimpleNamespace(resume=resume, time_budget=None), run_dir=run_dir,
         source=None, steps_per_epoch=1, config=CONFIG, phases=phases)
     # It builds the compiled loss from a batch of the data set; the tiny model has none.
     training_loop._build_compiled_metrics = lambda: None
