@@ -1,4 +1,4 @@
-"""Damaged and half-written checkpoints, on a tiny model (no training run).
+"""Damaged, half-written and sharded checkpoints, on a tiny model (no training run).
 
 `training.checkpoint` writes a run's resume state to ``.checkpoint.safetensors.tmp-<pid>``
 and renames it over ``checkpoint.safetensors``; `TrainingLoop.start` resumes from
@@ -159,3 +159,93 @@ def test_resume_ignores_a_half_written_temporary_file(tmp_path, monkeypatch):
     session.check_run_dir(tmp_path, resume=True)
     assert not list(tmp_path.glob(f".{loop.CHECKPOINT}.tmp-*"))
     assert path.read_bytes() == good_bytes
+
+
+def shard_files(run_dir):
+    return sorted(p.name for p in run_dir.glob("checkpoint.[ab]*.safetensors"))
+
+
+def test_a_large_state_is_written_in_shards_and_restored_exactly(tmp_path):
+    """Shards keep every file of a resume state under a size (the repository's limit)."""
+    path = tmp_path / loop.CHECKPOINT
+    model = tiny_model(1)
+    ckpt.save_checkpoint(path, model, {"epoch": 1}, max_shard_bytes=40)
+    first = shard_files(tmp_path)
+    assert len(first) > 1 and all(name.startswith("checkpoint.a-") for name in first)
+    for name in first:  # tensor bytes per shard: at most the limit (no tensor exceeds it)
+        from safetensors.numpy import load_file
+        assert sum(t.nbytes for t in load_file(str(tmp_path / name)).values()) <= 40
+    assert len(ckpt.load_file(str(path))) == 0  # the main file: progress and shard list
+
+    restored = tiny_model(2)
+    compile_tiny(restored)
+    assert ckpt.load_checkpoint(path, restored) == {"epoch": 1}
+    for a, b in zip(weights(model), weights(restored)):
+        np.testing.assert_array_equal(a, b)  # bit-exact: the same float32 bytes
+    for a, b in zip(model.optimizer.variables, restored.optimizer.variables):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a),
+                                      keras.ops.convert_to_numpy(b))
+
+    # The next save writes the other generation, then removes the first one.
+    ckpt.save_checkpoint(path, model, {"epoch": 2}, max_shard_bytes=40)
+    assert shard_files(tmp_path) == [name.replace(".a-", ".b-") for name in first]
+    # A state that fits one file again: no shards left behind.
+    ckpt.save_checkpoint(path, model, {"epoch": 3})
+    assert shard_files(tmp_path) == [] and len(ckpt.load_file(str(path))) > 0
+    assert ckpt.read_progress(path) == {"epoch": 3}
+
+    # A one-file checkpoint (as runs before shards wrote them) rewritten in shards.
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / loop.CHECKPOINT).write_bytes(path.read_bytes())
+    ckpt.reshard(copy / loop.CHECKPOINT, max_shard_bytes=40)
+    assert len(shard_files(copy)) > 1
+    assert ckpt.max_difference(path, copy / loop.CHECKPOINT) == {
+        "model": 0.0, "seed": 0.0, "optimizer": 0.0}
+    assert ckpt.read_progress(copy / loop.CHECKPOINT) == {"epoch": 3}
+
+
+@pytest.mark.parametrize("kind, problem", [("damaged", "is damaged"),
+                                           ("missing", "is missing")])
+def test_a_damaged_or_missing_shard_is_refused_by_name(tmp_path, kind, problem):
+    path = tmp_path / loop.CHECKPOINT
+    ckpt.save_checkpoint(path, tiny_model(1), {"epoch": 1}, max_shard_bytes=40)
+    shard = tmp_path / shard_files(tmp_path)[-1]
+    if kind == "damaged":
+        data = bytearray(shard.read_bytes())
+        data[-1] ^= 0xFF  # one flipped bit pattern in the tensor data: still parses
+        shard.write_bytes(bytes(data))
+    else:
+        shard.unlink()
+    model = tiny_model(2)
+    compile_tiny(model)
+    before = weights(model)
+    with pytest.raises(ckpt.CheckpointError, match=f"{shard.name} {problem}"):
+        ckpt.load_checkpoint(path, model)
+    for a, b in zip(before, weights(model)):  # nothing assigned
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_save_killed_between_shards_and_main_file_keeps_the_old_state(tmp_path, monkeypatch):
+    path = tmp_path / loop.CHECKPOINT
+    old = tiny_model(1)
+    ckpt.save_checkpoint(path, old, {"epoch": 1}, max_shard_bytes=40)
+    old_shards = shard_files(tmp_path)
+
+    def killed_replace(src, dst):
+        raise KeyboardInterrupt  # the kill: new shards on disk, the main file not replaced
+
+    monkeypatch.setattr(ckpt.os, "replace", killed_replace)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.save_checkpoint(path, tiny_model(5), {"epoch": 2}, max_shard_bytes=40)
+    monkeypatch.undo()
+    assert set(old_shards) < set(shard_files(tmp_path))  # both generations on disk
+
+    resumed = tiny_model(2)
+    compile_tiny(resumed)
+    assert ckpt.load_checkpoint(path, resumed) == {"epoch": 1}
+    for a, b in zip(weights(old), weights(resumed)):
+        np.testing.assert_array_equal(a, b)
+    # The next complete save overwrites the half-done generation and removes the old one.
+    ckpt.save_checkpoint(path, resumed, {"epoch": 2}, max_shard_bytes=40)
+    assert shard_files(tmp_path) == [n.replace(".a-", ".b-") for n in old_shards]
