@@ -296,3 +296,28 @@ def test_train_section_trains_a_completer():
         assert "error" not in entry, entry
         assert entry["steps_timed"] == 0 and entry["step_s"] == entry["first_call_s"] > 0
         assert 1.0 <= entry["evals_per_sample"] <= 3
+
+
+def test_data_parallel_train_step(tmp_path):
+    # `--data-parallel` (JAX): the step runs under keras.distribution.DataParallel over
+    # two simulated host devices; the run says so. Elsewhere: refused, naming JAX.
+    args = ["--smoke", "--sections", "train", "--train-modes", "", "--train-solvers",
+            "anderson", "--models", "ddeq_mnist", "--repeats", "1", "--data-parallel"]
+    if BACKEND != "jax":
+        with pytest.raises(SystemExit, match=f"JAX backend only.*{BACKEND} backend"):
+            benchmark.main(args)
+        return
+    path = tmp_path / "dp.json"
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    out = subprocess.run([sys.executable, "training/benchmark.py", *args, "--output",
+                          str(path)], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "Data parallel over 2 devices" in out.stdout
+    saved = json.loads(path.read_text())
+    assert saved["meta"]["data_parallel_devices"] == 2
+    entry = saved["sections"]["train"]["models"]["ddeq_mnist"]["solvers"]["anderson"]
+    assert "error" not in entry, entry
+    assert positive(entry["step_s"]) and 1 <= entry["evals_per_sample"] <= 3
+    assert "data parallel over 2 devices" in saved["table"]
+    assert "| jax, 2 devices (smoke) |" in saved["table"]

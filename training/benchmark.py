@@ -143,6 +143,10 @@ def parse_args(argv):
     add("--solver-batch-size", type=int, default=None, help="default 64 (smoke 4)")
     add("--max-examples", type=int, default=None, help="test clouds (default all; smoke 8)")
     add("--euler-eta", type=float, default=5.0)
+    add("--data-parallel", action="store_true",
+        help="train and infer with keras.distribution.DataParallel over all devices (JAX "
+             "only; on a CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N makes "
+             "N host devices, which XLA runs on threads of their own)")
     add("--smoke", action="store_true", help="tiny sizes, for CI")
     add("--output", default=None, help="write the results as JSON here")
     add("--table-only", nargs="+", default=None, metavar="JSON",
@@ -201,8 +205,12 @@ def main(argv=None):
     import keras
 
     keras.utils.set_random_seed(0)  # entry point
+    from training.session import set_up_distribution
+
+    devices = set_up_distribution(args.data_parallel)  # before any Keras variable exists
     start = time.perf_counter()
     meta = machine_info()
+    meta["data_parallel_devices"] = devices
     meta.update(smoke=args.smoke, argv=list(sys.argv[1:] if argv is None else argv),
                 sections=args.sections, overrides=args.overrides,
                 cpu_busy_at_start=cpu_busy_fraction())

@@ -52,7 +52,9 @@ def markdown_table(header, rows):
 
 def run_label(result):
     meta = result.get("meta", {})
-    return meta.get("backend", "?") + (" (smoke)" if meta.get("smoke") else "")
+    devices = meta.get("data_parallel_devices", 1)
+    return (meta.get("backend", "?") + (f", {devices} devices" if devices > 1 else "")
+            + (" (smoke)" if meta.get("smoke") else ""))
 
 
 def collect_errors(obj, path, errors):
@@ -79,6 +81,8 @@ def _runs_list(labels, results):
         m = r.get("meta", {})
         parts.append(f"- {label}: Keras {m.get('keras_version')}, {m.get('backend')} "
                      f"{m.get('backend_version')}, {m.get('device')}, {m.get('date')}"
+                     + (f"; data parallel over {m['data_parallel_devices']} devices"
+                        if m.get("data_parallel_devices", 1) > 1 else "")
                      + ("; SMOKE RUN: tiny sizes, numbers not representative"
                         if m.get("smoke") else ""))
         if busy_note(m):
