@@ -394,3 +394,26 @@ def test_input_only_chamfer_is_the_chamfer_of_the_partial_input():
     batches = [({"points": complete, "mask": partial}, target)] * 2
     assert input_only_chamfer(batches) == pytest.approx(float(np.mean(expected)), abs=1e-6)
     assert float(np.mean(expected)) > 0
+
+
+def test_completion_spread_of_added_and_removed_points():
+    """0 when every added point coincides (the collapse it exists to show), the RMS distance
+    from the centroid otherwise; the removed points are those of the complete cloud not in
+    the partial input. Exact arithmetic on small floats (1e-6)."""
+    from training.evaluate import completion_spread
+
+    complete = np.array([[[0, 0], [1, 0], [4, 0], [4, 2]]], "float32")
+    full = np.ones((1, 4), bool)
+    partial = np.array([[True, True, False, False]])  # removed: (4, 0) and (4, 2)
+    x = {"points": complete, "mask": partial}
+    y = {"points": complete, "mask": full}
+    collapsed = {"points": np.array([[[0, 0], [1, 0], [3, 1], [3, 1]]], "float32"),
+                 "mask": full, "generated": ~partial}
+    spread = {"points": np.array([[[0, 0], [1, 0], [3, 0], [3, 4]]], "float32"),
+              "mask": full, "generated": ~partial}
+    generated, missing = completion_spread([x], [collapsed], [y])
+    assert generated == 0.0 and missing == pytest.approx(1.0, abs=1e-6)
+    generated, _ = completion_spread([x, x], [spread, collapsed], [y, y])
+    assert generated == pytest.approx((2.0 + 0.0) / 2, abs=1e-6)
+    # A model that makes a whole new cloud (PCN) has no added points to score.
+    assert completion_spread([x], [complete], [y]) == (None, pytest.approx(1.0, abs=1e-6))

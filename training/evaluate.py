@@ -2,7 +2,10 @@
 
 Classification: accuracy, mean per-class accuracy, per-class accuracy and the
 confusion matrix; completion: Chamfer distance, and that of the partial input
-itself (`chamfer_distance_input_only`: the score of returning the input unchanged).
+itself (`chamfer_distance_input_only`: the score of returning the input unchanged),
+and for a model that adds points to its input (the DDEQ completer) how spread out the
+added points are (`generated_spread`) next to the points the cut removed
+(`missing_spread`): a completer whose new points all coincide scores 0.
 Both: the solver's mean number of steps per sample and the fraction of samples
 converged (DDEQ models), throughput
 (clouds per second of `predict_on_batch`, the first, compiling batch excluded) and
@@ -53,6 +56,38 @@ def input_only_chamfer(data, squared=False):
         np.asarray(x["points"]), np.asarray(y["points"]), np.asarray(x["mask"]),
         np.asarray(y["mask"]), squared=squared)) for x, y in data]
     return float(np.mean(np.concatenate(values)))
+
+
+def _rms_spread(points):
+    """Root-mean-square distance of ``points`` (n, d) from their centroid."""
+    return float(np.sqrt(np.mean(np.sum((points - points.mean(0)) ** 2, axis=-1))))
+
+
+def completion_spread(inputs, outputs, targets):
+    """Mean spread of the added points and of the removed ones, over the clouds.
+
+    ``generated_spread``: per cloud, the RMS distance of the points a completer
+    added (its ``"generated"`` output) from their centroid; ``missing_spread``: the
+    same for the complete cloud's points that are not in the partial input (what
+    the added points should cover). Clouds with fewer than two such points are
+    left out. ``generated_spread`` is None for models without a ``"generated"``
+    output (PCN makes a whole new cloud).
+    """
+    generated, missing = [], []
+    for x, out, y in zip(inputs, outputs, targets):
+        for i in range(len(np.asarray(x["points"]))):
+            partial = np.asarray(x["points"][i])[np.asarray(x["mask"][i], bool)]
+            complete = np.asarray(y["points"][i])[np.asarray(y["mask"][i], bool)]
+            gap = (np.min(np.linalg.norm(complete[:, None] - partial[None], axis=-1), axis=1)
+                   if len(partial) else np.full(len(complete), np.inf))
+            if np.sum(gap > 1e-6) >= 2:
+                missing.append(_rms_spread(complete[gap > 1e-6]))
+            if isinstance(out, dict) and "generated" in out:
+                new = np.asarray(out["points"][i])[np.asarray(out["generated"][i], bool)]
+                if len(new) >= 2:
+                    generated.append(_rms_spread(new))
+    return (float(np.mean(generated)) if generated else None,
+            float(np.mean(missing)) if missing else None)
 
 
 def _predict_all(model, data, task):
@@ -117,6 +152,8 @@ def evaluate_model(model, data, *, dataset, split, task, command):
         # The batches the predictions saw, not another pass over the pipeline.
         summary["chamfer_distance_input_only"] = input_only_chamfer(
             zip(inputs, targets), squared=bool(getattr(model, "chamfer_squared", False)))
+        summary["generated_spread"], summary["missing_spread"] = completion_spread(
+            inputs, outputs, targets)
     for key in ("flow_steps", "flow_converged", "flow_non_finite"):
         if key in logs:
             summary[key] = float(logs[key])
