@@ -133,9 +133,10 @@ def read_rows(path):
 
 
 def test_help_of_every_script(capsys):
-    from training import evaluate, finetune, kill_resume_check, train
+    from training import completion_spread, evaluate, finetune, kill_resume_check, train
 
-    for main in (train.main, evaluate.main, finetune.main, kill_resume_check.main):
+    for main in (train.main, evaluate.main, finetune.main, kill_resume_check.main,
+                 completion_spread.main):
         with pytest.raises(SystemExit) as exit_info:
             main(["--help"])
         assert exit_info.value.code == 0

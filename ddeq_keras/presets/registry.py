@@ -86,7 +86,7 @@ PRESETS = {
             "config.json": "fd4cf60c4e91e11741ad11f3f6ff308edf4de0cd7c3f043c4a845547460a0583",
             "model.safetensors":
                 "43eae385f210707ffbdc7a9bc82df4bc1f95f82cac90048510ef40304f5b8084",
-            "README.md": "aea81c33dff17c037bc55b496cd5ef71fa62bf1b55dfe2897f2c53b0784ee9ec",
+            "README.md": "3f20c2bb700443e59b598e0c5289ecb8e535368cf2466ed647952cdcb2c1c465",
             "metrics.json": "f534acc078330801e6af3eacf696489a5e1028f54b91ae737613fc4bbb956294",
         },
         description="MNIST point-cloud completion after 4 h of CPU training; Chamfer 0.107 "
