@@ -1,15 +1,15 @@
-"""`training/completion_spread.py`: the pieces of the completer's collapse check.
+"""`training/particle_spread.py`: the pieces of the collapse check.
 
-The full check runs a full-size completer (a minute per solver on a CPU core); here
-its parts run on small arrays: solver specs, the recipe-like cut, and the spread of a
-model's generated points (a stand-in model returns fixed outputs). Exact or float32
-arithmetic on small numbers (1e-6).
+The full check runs full-size DDEQs (a minute per solver on a CPU core); here its
+parts run on small arrays: solver specs, the recipe-like cut, the 3-D test clouds,
+and the spread of a model's generated points or equilibrium particles (stand-in
+models return fixed outputs). Exact or float32 arithmetic on small numbers (1e-6).
 """
 
 import numpy as np
 import pytest
 
-from training import completion_spread as cs
+from training import particle_spread as cs
 
 
 def test_solver_specs_parse_to_name_and_options():
@@ -49,3 +49,24 @@ def test_generated_std_is_zero_for_coincident_points():
     spread = cs.generated_std(Stub(), [None, None])
     assert spread[0] == 0.0  # both added points at (1, 1)
     assert spread[1] == pytest.approx((2.0 + 1.0) / 2, abs=1e-6)  # (0,0), (4,2): std 2, 1
+
+
+def test_particle_std_is_zero_for_coincident_particles():
+    class Stub:
+        def preprocess(self, clouds):
+            return clouds
+
+        def backbone(self, batch, training=False):
+            assert training is False
+            together = np.ones((3, 4), "float32")
+            apart = np.array([[0, 0], [2, 4]], "float32")
+            return {"particles": np.stack([together[:2, :2], apart])}
+
+    assert cs.particle_std(Stub(), ["a", "b"]) == [0.0, pytest.approx(1.5, abs=1e-6)]
+
+
+def test_ellipsoid_clouds():
+    clouds = cs.ellipsoids(3, num_points=50, seed=2)
+    assert [c.shape for c in clouds] == [(50, 3)] * 3 and clouds[0].dtype == np.float32
+    assert all(np.all(np.abs(c) <= 1.0) for c in clouds)
+    assert np.array_equal(clouds[1], cs.ellipsoids(3, num_points=50, seed=2)[1])
