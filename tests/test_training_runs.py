@@ -133,7 +133,7 @@ def read_rows(path):
 
 
 def test_help_of_every_script(capsys):
-    from training import particle_spread, evaluate, finetune, kill_resume_check, train
+    from training import evaluate, finetune, kill_resume_check, particle_spread, train
 
     for main in (train.main, evaluate.main, finetune.main, kill_resume_check.main,
                  particle_spread.main):
@@ -397,11 +397,11 @@ def test_input_only_chamfer_is_the_chamfer_of_the_partial_input():
     assert float(np.mean(expected)) > 0
 
 
-def test_particle_spread_of_added_and_removed_points():
+def test_completion_spread_of_added_and_removed_points():
     """0 when every added point coincides (the collapse it exists to show), the RMS distance
     from the centroid otherwise; the removed points are those of the complete cloud not in
     the partial input. Exact arithmetic on small floats (1e-6)."""
-    from training.evaluate import particle_spread
+    from training.evaluate import completion_spread
 
     complete = np.array([[[0, 0], [1, 0], [4, 0], [4, 2]]], "float32")
     full = np.ones((1, 4), bool)
@@ -412,9 +412,9 @@ def test_particle_spread_of_added_and_removed_points():
                  "mask": full, "generated": ~partial}
     spread = {"points": np.array([[[0, 0], [1, 0], [3, 0], [3, 4]]], "float32"),
               "mask": full, "generated": ~partial}
-    generated, missing = particle_spread([x], [collapsed], [y])
+    generated, missing = completion_spread([x], [collapsed], [y])
     assert generated == 0.0 and missing == pytest.approx(1.0, abs=1e-6)
-    generated, _ = particle_spread([x, x], [spread, collapsed], [y, y])
+    generated, _ = completion_spread([x, x], [spread, collapsed], [y, y])
     assert generated == pytest.approx((2.0 + 0.0) / 2, abs=1e-6)
     # A model that makes a whole new cloud (PCN) has no added points to score.
-    assert particle_spread([x], [complete], [y]) == (None, pytest.approx(1.0, abs=1e-6))
+    assert completion_spread([x], [complete], [y]) == (None, pytest.approx(1.0, abs=1e-6))
