@@ -130,7 +130,7 @@ def _write_shards(path, tensors, metadata, max_shard_bytes):
             in_use = json.loads(_metadata(path).get("shards", "[]"))[0]["file"]
         except (CheckpointError, ValueError, IndexError, KeyError):
             pass  # an unreadable or unsharded old file: either generation is free
-    generation = "b" if f"{path.stem}.a-" in in_use else "a"
+    generation = "b" if in_use.startswith(f"{path.stem}.a") else "a"  # ".a-0001..." or ".a."
     split = split_state_dict_into_shards_factory(
         tensors, get_storage_size=lambda t: t.nbytes, max_shard_size=max_shard_bytes,
         filename_pattern=f"{path.stem}.{generation}{{suffix}}{path.suffix}")
