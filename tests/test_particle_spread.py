@@ -60,9 +60,21 @@ def test_particle_std_is_zero_for_coincident_particles():
             assert training is False
             together = np.ones((3, 4), "float32")
             apart = np.array([[0, 0], [2, 4]], "float32")
-            return {"particles": np.stack([together[:2, :2], apart])}
+            return {"particles": np.stack([together[:2, :2], apart]),
+                    "stats": {"mmd_initial": np.array([2.0, 0.0], "float32"),
+                              "mmd_final": np.array([1e-4, 0.0], "float32")}}
 
-    assert cs.particle_std(Stub(), ["a", "b"]) == [0.0, pytest.approx(1.5, abs=1e-6)]
+    spread, rel, particles = cs.particle_std(Stub(), ["a", "b"])
+    assert spread == [0.0, pytest.approx(1.5, abs=1e-6)] and particles.shape == (2, 2, 2)
+    # Relative to the initial MMD^2; an initial 0 (already an equilibrium) gives 0, not NaN.
+    assert rel == [pytest.approx(5e-5, rel=1e-6), 0.0]
+
+
+def test_distance_to_centre_of_reference_particles():
+    reference = np.array([[[0, 0], [2, 0]], [[1, 1], [1, 1]]], "float32")  # centres (1,0), (1,1)
+    particles = np.array([[[1, 0], [1, 0]], [[4, 5], [1, 1]]], "float32")
+    assert cs.distance_to_centre(particles, reference) == [0.0, pytest.approx(2.5)]
+    assert cs.distance_to_centre(reference, reference) == [1.0, 0.0]
 
 
 def test_ellipsoid_clouds():

@@ -2,10 +2,14 @@
 
 A permutation-equivariant map that is a contraction has one fixed point, and it must
 be symmetric: every particle at the same place. Anderson's particle-wise iteration
-``z <- f(z)`` finds such a point; the authors' flow, which only asks the *measure* of
-the particles to be a fixed point, may stay spread. This prints, per solver:
+``z <- f(z)`` reaches it in a few evaluations; the authors' Euler flow (eta 5, 200
+steps) stops far from any equilibrium, still spread, and heads for the same point when
+run longer with smaller steps (the README's table). This prints, per solver:
 - for a classifier, the standard deviation across its equilibrium particles, averaged
-  over the latent features (0: they all coincide);
+  over the latent features (0: they all coincide), and how far the solve got: the final
+  ``MMD^2(z, f(z))`` relative to the initial one (an equilibrium has about 0), and the
+  mean distance of its particles to the centre of the first solver's particles (do two
+  solvers go to the same point?);
 - for a completer, the per-axis standard deviation of each cloud's generated points
   (about 1 where they spread over the missing part, 0 where they coincide).
 Clouds: the real MNIST test clouds bundled with the package for 2-D models (cut like
@@ -17,7 +21,8 @@ Examples (from the repository root)::
 
     KERAS_BACKEND=jax python -m training.particle_spread --untrained ddeq_mnist_completion
     KERAS_BACKEND=jax python -m training.particle_spread --preset ddeq_mnist \\
-        --solver anderson:max_steps=50,tol=1e-4 --solver euler:max_steps=200,tol=0
+        --solver anderson:max_steps=50,tol=1e-4 --solver euler:max_steps=200,tol=0 \\
+        --solver euler:eta=0.05,max_steps=64000,tol=0 --output spread.json
 """
 
 from __future__ import annotations
@@ -63,12 +68,22 @@ def generated_std(model, clouds):
 
 
 def particle_std(model, clouds):
-    """Per cloud, the std across the equilibrium particles, averaged over features."""
+    """Per cloud, the std across the equilibrium particles (averaged over features),
+    the solve's final ``MMD^2(z, f(z))`` relative to its initial one, and the
+    particles ``(clouds, k, latent_dim)``."""
     from keras import ops
 
     out = model.backbone(model.preprocess(clouds), training=False)
     particles = ops.convert_to_numpy(out["particles"])
-    return [float(z.std(0).mean()) for z in particles]
+    stats = {k: ops.convert_to_numpy(out["stats"][k]) for k in ("mmd_final", "mmd_initial")}
+    rel = stats["mmd_final"] / np.maximum(stats["mmd_initial"], 1e-30)
+    return [float(z.std(0).mean()) for z in particles], [float(r) for r in rel], particles
+
+
+def distance_to_centre(particles, reference):
+    """Per cloud, the mean distance of ``particles`` to the centre of ``reference``'s."""
+    centre = np.mean(reference, axis=1, keepdims=True)
+    return [float(d) for d in np.linalg.norm(particles - centre, axis=-1).mean(axis=1)]
 
 
 def ellipsoids(count, num_points=1024, seed=0):
@@ -93,6 +108,7 @@ def main(argv=None):
                              + " ".join(DEFAULT_SOLVERS))
     parser.add_argument("--clouds", type=int, default=4, help="bundled test clouds")
     parser.add_argument("--seed", type=int, default=1, help="weights of --untrained")
+    parser.add_argument("--output", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
 
     import keras
@@ -102,7 +118,7 @@ def main(argv=None):
     from ddeq_keras.models import create_model
     from ddeq_keras.solvers import get_solver
 
-    results, clouds = [], None
+    results, clouds, reference = [], None, None
     for spec in args.solver or DEFAULT_SOLVERS:
         name, kwargs = parse_solver(spec)
         keras.utils.set_random_seed(args.seed)  # entry point: the same weights per solver
@@ -116,11 +132,25 @@ def main(argv=None):
             clouds = (bundled_mnist_clouds()[0][:args.clouds] if model.point_dim == 2
                       else ellipsoids(args.clouds))
             clouds = cut_clouds(clouds) if completer else clouds
-        spread = (generated_std if completer else particle_std)(model, clouds)
-        results.append({"solver": spec, "generated_std": spread})
-        what = "generated points' per-axis std" if completer else "particles' std"
-        print(f"{spec:40s} {what}: "
-              + " ".join(f"{s:.3g}" for s in spread), flush=True)
+        rel = distance = None
+        if completer:
+            spread, what = generated_std(model, clouds), "generated points' per-axis std"
+        else:
+            spread, rel, particles = particle_std(model, clouds)
+            reference = particles if reference is None else reference
+            distance, what = distance_to_centre(particles, reference), "particles' std"
+        results.append({"solver": spec, "generated_std": spread, "rel_mmd": rel,
+                        "distance_to_first": distance})
+        line = f"{spec:40s} {what}: " + " ".join(f"{s:.3g}" for s in spread)
+        if rel is not None:
+            line += " | rel MMD^2: " + " ".join(f"{r:.2g}" for r in rel)
+            line += " | to 1st's centre: " + " ".join(f"{d:.3g}" for d in distance)
+        print(line, flush=True)
+    if args.output:
+        source_name = args.preset or f"untrained {args.untrained}"
+        with open(args.output, "w") as f:
+            json.dump({"model": source_name, "backend": keras.config.backend(),
+                       "clouds": args.clouds, "results": results}, f, indent=1)
     return results
 
 

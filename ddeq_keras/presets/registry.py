@@ -73,7 +73,7 @@ PRESETS = {
             "config.json": "ee3da6ca67d434558864df1e01c2db6c3ab7565943f663d52cdd098563380704",
             "model.safetensors":
                 "564e2d979b1afb89a4b03beccbccfe76d5dae41d169ca032c301690e8978cca5",
-            "README.md": "ad399deaa120963030f9a8987c0d0d206a3dc2694a3f4959faa4b0be45dd4591",
+            "README.md": "b20face68483e8386e98751d2c24626b87fe0d1f184bb7f362ebae139d5dcfdf",
             "metrics.json": "ee03c0c60645726088db58ffed95a11b486b3745552308cb5df94e7fb959aa5c",
         },
         description="MNIST point-cloud classifier, the authors' configuration; "
@@ -86,7 +86,7 @@ PRESETS = {
             "config.json": "fd4cf60c4e91e11741ad11f3f6ff308edf4de0cd7c3f043c4a845547460a0583",
             "model.safetensors":
                 "43eae385f210707ffbdc7a9bc82df4bc1f95f82cac90048510ef40304f5b8084",
-            "README.md": "b05f59071930c972d0bbac7cc402bb7714fe241a30055aa62092a8f4013de13a",
+            "README.md": "eb3ab529777b4081ba66a9816362ec5f3853f51cc07493b34b17226bf5447632",
             "metrics.json": "f534acc078330801e6af3eacf696489a5e1028f54b91ae737613fc4bbb956294",
         },
         description="MNIST point-cloud completion after 4 h of CPU training; Chamfer 0.107 "
