@@ -82,3 +82,9 @@ def test_ellipsoid_clouds():
     assert [c.shape for c in clouds] == [(50, 3)] * 3 and clouds[0].dtype == np.float32
     assert all(np.all(np.abs(c) <= 1.0) for c in clouds)
     assert np.array_equal(clouds[1], cs.ellipsoids(3, num_points=50, seed=2)[1])
+
+
+def test_model_options_only_change_an_untrained_configuration(capsys):
+    with pytest.raises(SystemExit):
+        cs.main(["--preset", "ddeq_mnist", "--model-option", 'residual="initial"'])
+    assert "--untrained only" in capsys.readouterr().err

@@ -20,6 +20,8 @@ ones.
 Examples (from the repository root)::
 
     KERAS_BACKEND=jax python -m training.particle_spread --untrained ddeq_mnist_completion
+    KERAS_BACKEND=jax python -m training.particle_spread --untrained ddeq_mnist_completion \\
+        --model-option residual='"initial"'
     KERAS_BACKEND=jax python -m training.particle_spread --preset ddeq_mnist \\
         --solver anderson:max_steps=50,tol=1e-4 --solver euler:max_steps=200,tol=0 \\
         --solver euler:eta=0.05,max_steps=64000,tol=0 --output spread.json
@@ -108,6 +110,9 @@ def main(argv=None):
                              + " ".join(DEFAULT_SOLVERS))
     parser.add_argument("--clouds", type=int, default=4, help="bundled test clouds")
     parser.add_argument("--seed", type=int, default=1, help="weights of --untrained")
+    parser.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a configuration override of --untrained (JSON value), e.g. "
+                             "residual='\"initial\"' (repeatable)")
     parser.add_argument("--output", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
 
@@ -118,12 +123,15 @@ def main(argv=None):
     from ddeq_keras.models import create_model
     from ddeq_keras.solvers import get_solver
 
+    if args.model_option and not args.untrained:
+        parser.error("--model-option changes the configuration of --untrained only")
+    _, options = parse_solver("model:" + ",".join(args.model_option))
     results, clouds, reference = [], None, None
     for spec in args.solver or DEFAULT_SOLVERS:
         name, kwargs = parse_solver(spec)
         keras.utils.set_random_seed(args.seed)  # entry point: the same weights per solver
         if args.untrained:
-            model = create_model(args.untrained, solver=name, **kwargs)
+            model = create_model(args.untrained, solver=name, **kwargs, **options)
         else:  # the preset's weights with another solver (before its first call)
             model = ddeq_keras.from_pretrained(args.preset)
             model.backbone.equilibrium.solver = get_solver(name, **kwargs)
@@ -149,7 +157,7 @@ def main(argv=None):
     if args.output:
         source_name = args.preset or f"untrained {args.untrained}"
         with open(args.output, "w") as f:
-            json.dump({"model": source_name, "backend": keras.config.backend(),
+            json.dump({"model": source_name, "model_options": options, "backend": keras.config.backend(),
                        "clouds": args.clouds, "results": results}, f, indent=1)
     return results
 

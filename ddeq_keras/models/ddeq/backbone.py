@@ -9,7 +9,8 @@ from ddeq_keras.models.inputs import prepare_cloud
 
 # The arguments the backbone passes on to `DDEQNetwork`.
 NETWORK_ARGS = ("latent_dim", "hidden_dim", "bilinear_dim", "num_heads", "ff_dim",
-                "num_cross_blocks", "dropout", "epsilon", "norm_first", "precompute_context")
+                "num_cross_blocks", "dropout", "epsilon", "norm_first", "precompute_context",
+                "residual")
 PARTICLE_KEYS = ("particles", "particle_mask", "frozen_mask")
 
 
@@ -36,7 +37,8 @@ class DDEQBackbone(keras.Model):
             the task always passes its own ``"particles"``.
         latent_dim, hidden_dim, bilinear_dim, num_heads, ff_dim,
             num_cross_blocks, dropout, epsilon, norm_first,
-            precompute_context: see `DDEQNetwork`.
+            precompute_context, residual: see `DDEQNetwork` (``residual="initial"``
+            hands the map the starting particles ``z0`` with the context).
         solver: a solver object or name (default ``"anderson"``), see
             `GradientFlowEquilibrium`.
         backward: an adjoint object or name (default ``"phantom"``).
@@ -79,6 +81,7 @@ class DDEQBackbone(keras.Model):
         epsilon=1e-5,
         norm_first=False,
         precompute_context=True,
+        residual="iterate",
         solver="anderson",
         backward="phantom",
         kernel="riesz",
@@ -157,6 +160,8 @@ class DDEQBackbone(keras.Model):
         z0 = inputs.get("particles")
         if z0 is None:
             z0 = self.initial_particles(batch, training=training)
+        if self.residual == "initial":  # input injection: each particle's own start
+            context = {**context, "initial": ops.cast(z0, self.compute_dtype)}
         z, stats = self.equilibrium(z0, context, mask=inputs.get("particle_mask"),
                                     frozen_mask=inputs.get("frozen_mask"), training=training)
         return {"particles": z, "stats": stats}

@@ -12,6 +12,9 @@ from ddeq_keras.layers import (
 )
 
 
+RESIDUALS = ("iterate", "initial")
+
+
 def _ln(epsilon, name, dtype):
     return keras.layers.LayerNormalization(epsilon=epsilon, name=name, dtype=dtype)
 
@@ -26,7 +29,7 @@ class DDEQNetwork(keras.layers.Layer):
         z = LN(MLP_z(z))                 x = LN(MLP_x(x))          (-> bilinear_dim)
         z = LN(z + Bilinear(z, sum_j x_j))
         z = LN(MLP(z))                   x = LN(MLP(x))            (-> latent_dim)
-        z = LN(z + z_in)
+        z = LN(z + z_in)                 (z_in: see ``residual``)
         z = SelfAttn(z)                  x = SelfAttn(x)
         z = CrossAttn(z, x)  x num_cross_blocks
         out = LN(z + FF(z))
@@ -67,6 +70,15 @@ class DDEQNetwork(keras.layers.Layer):
         precompute_context: do the x-only work once per forward pass (default).
             ``False`` redoes it at every call, as the authors' code does; the
             outputs are the same (a reference mode for benchmarks).
+        residual: what the residual ``z = LN(z + z_in)`` adds back.
+            ``"iterate"`` (the authors'): the particles the map is called on.
+            ``"initial"``: the solve's starting particles ``z0`` (input
+            injection, as in DEQs), passed as ``context["initial"]``. With
+            ``"iterate"`` particles that coincide map to coincident particles,
+            so a map that contracts has one fixed point, every particle at the
+            same place (what the README calls a collapsed equilibrium); with
+            ``"initial"`` each particle keeps its own start in the map, so the
+            equilibrium can stay spread (what a completer needs).
         seed: seed of the dropout masks.
         **kwargs: base layer arguments.
 
@@ -98,10 +110,14 @@ class DDEQNetwork(keras.layers.Layer):
         epsilon=1e-5,
         norm_first=False,
         precompute_context=True,
+        residual="iterate",
         seed=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if residual not in RESIDUALS:
+            raise ValueError(f"`residual` must be one of {RESIDUALS}; got residual={residual!r}.")
+        self.residual = residual
         self.precompute_context = precompute_context
         self.latent_dim = latent_dim
         self.hidden_dim = hidden_dim
@@ -223,7 +239,15 @@ class DDEQNetwork(keras.layers.Layer):
         if not self.precompute_context:  # the reference mode: x-work at every step
             context = self._point_features(context["points"], context["mask"], keep[0])
             keep = keep[1:]
-        z_in = z
+        if self.residual == "initial":
+            if "initial" not in context:
+                raise ValueError(
+                    f"{self.name} has residual='initial': pass the starting particles as "
+                    "context['initial'] (DDEQBackbone does)."
+                )
+            z_in = context["initial"]
+        else:
+            z_in = z
         h = self.z_norm1(self.z_mlp1(z, mask=mask))
         h = self.z_norm_bilinear(h + self.bilinear(h, s=context["sum"], mask=mask))
         h = self.z_norm2(self.z_mlp2(h, mask=mask))
@@ -250,6 +274,7 @@ class DDEQNetwork(keras.layers.Layer):
                 "epsilon": self.epsilon,
                 "norm_first": self.norm_first,
                 "precompute_context": self.precompute_context,
+                "residual": self.residual,
                 "seed": self.seed,
             }
         )
