@@ -418,3 +418,34 @@ def test_completion_spread_of_added_and_removed_points():
     assert generated == pytest.approx((2.0 + 0.0) / 2, abs=1e-6)
     # A model that makes a whole new cloud (PCN) has no added points to score.
     assert completion_spread([x], [complete], [y]) == (None, pytest.approx(1.0, abs=1e-6))
+
+
+def test_completion_plot_of_a_padded_and_of_an_unpadded_completer(tmp_path):
+    """``completions.png`` for a DDEQ completer (a padded ``{"points", "mask"}`` cloud) and
+    for PCN-2D (a bare ``(B, N, 2)`` array, every point valid: its plot once crashed on
+    it); a completion of any other shape is refused by name."""
+    from ddeq_keras.models.baselines.pcn import PCNCompleter2D
+    from training.plots import _as_cloud, plot_completions
+
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(2, 12, 2)).astype("float32")
+    mask = np.arange(12)[None] < np.array([[8], [5]])
+    x = {"points": np.where(mask[..., None], points, 0).astype("float32"), "mask": mask}
+    y = {"points": points, "mask": np.ones((2, 12), bool)}
+    pcn = PCNCompleter2D(encoder_units=((8, 8), (8, 8)), decoder_units=(8,),
+                         num_output_points=7)
+    out = pcn.predict_on_batch(x)
+    cloud, valid = _as_cloud(keras.ops.convert_to_numpy(out))
+    assert cloud.shape == (2, 7, 2) and valid.shape == (2, 7) and valid.all()
+    cloud, valid = _as_cloud(x)
+    np.testing.assert_array_equal(valid, mask)
+
+    class PaddedCompleter:  # a completer's output format, without a model to train
+        def predict_on_batch(self, batch):
+            return {"points": batch["points"] + 1.0, "mask": batch["mask"]}
+
+    for name, model in (("pcn", pcn), ("padded", PaddedCompleter())):
+        png = plot_completions(model, x, y, tmp_path / f"{name}.png", count=2)
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match=r"shape \(2, 7\)"):
+        _as_cloud(np.zeros((2, 7)))

@@ -9,7 +9,7 @@ Usage (from the repository root):
 Every row is one finished `python -m training.train` run, read from the
 ``evaluation.json`` it wrote: the zoo models' runs are kept under ``docs/zoo/<preset>/``
 and the baselines' under ``docs/baselines/<recipe>/`` (``--record`` copies a run's
-``evaluation.json`` and ``metrics.csv`` there; a baseline's weights are not kept). The
+``evaluation.json``, ``metrics.csv`` and plots there; a baseline's weights are not kept). The
 test metric, training time, epochs, backend and hardware are the run's own; nothing is
 typed in. The table sits between the markers `BEGIN` and `END` of the card.
 """
@@ -30,7 +30,7 @@ END = "<!-- end of generated comparison table -->"
 NO_RUNS = "No finished runs are recorded yet."
 TITLES = ("dataset", "model", "kind", "trainable parameters", "test result",
           "training time", "epochs", "backend", "hardware")
-RUN_FILES = ("evaluation.json", "metrics.csv")
+RUN_FILES = ("evaluation.json", "metrics.csv", "curves.png", "confusion.png", "completions.png")
 
 
 def trainable_parameters(training):

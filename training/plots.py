@@ -73,15 +73,29 @@ def plot_particles(model, x, out, count=3):
     return draw(model.backbone, batch, out, count=count)
 
 
+def _as_cloud(cloud):
+    """``{"points", "mask"}`` from a padded cloud dict or a bare ``(B, N, D)`` array (the
+    PCN-2D baseline's output: every point valid)."""
+    if isinstance(cloud, dict):
+        return np.asarray(cloud["points"]), np.asarray(cloud["mask"]).astype(bool)
+    points = np.asarray(cloud)
+    if points.ndim != 3:
+        raise ValueError(
+            "A completion must be a dict with 'points' and 'mask' or an array of shape "
+            f"(batch, points, dims); got an array of shape {points.shape}.")
+    return points, np.ones(points.shape[:2], dtype=bool)
+
+
 def plot_completions(model, x, y, out, count=3):
     """Input (partial cloud), the model's completion and the ground truth."""
     pred = model.predict_on_batch({k: np.asarray(v)[:count] for k, v in x.items()})
     pred = keras.tree.map_structure(keras.ops.convert_to_numpy, pred)
     fig, axes = plt.subplots(count, 3, figsize=(8, 2.8 * count), squeeze=False)
-    panels = (("input", x), ("completion", pred), ("ground truth", y))
+    panels = [(title, _as_cloud(cloud))
+              for title, cloud in (("input", x), ("completion", pred), ("ground truth", y))]
     for i in range(count):
-        for j, (title, cloud) in enumerate(panels):
-            pts = np.asarray(cloud["points"])[i][np.asarray(cloud["mask"])[i].astype(bool)]
+        for j, (title, (points, mask)) in enumerate(panels):
+            pts = points[i][mask[i]]
             axes[i, j].scatter(pts[:, 0], -pts[:, 1], s=4, c="k")
             axes[i, j].set_title(f"{title} ({len(pts)})")
             axes[i, j].set_aspect("equal")

@@ -86,7 +86,7 @@ PRESETS = {
             "config.json": "fd4cf60c4e91e11741ad11f3f6ff308edf4de0cd7c3f043c4a845547460a0583",
             "model.safetensors":
                 "43eae385f210707ffbdc7a9bc82df4bc1f95f82cac90048510ef40304f5b8084",
-            "README.md": "d17ad24ed5b49c5e75125c6416af113531a4a77f19572cf2d329e3885614a338",
+            "README.md": "3df2cf720c85b8f14df3766134a5655b1d1923981bf5bead32ff6e6c64bb50fa",
             "metrics.json": "f534acc078330801e6af3eacf696489a5e1028f54b91ae737613fc4bbb956294",
         },
         description="MNIST point-cloud completion after 4 h of CPU training; Chamfer 0.107 "
