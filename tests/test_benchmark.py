@@ -321,3 +321,28 @@ def test_data_parallel_train_step(tmp_path):
     assert positive(entry["step_s"]) and 1 <= entry["evals_per_sample"] <= 3
     assert "data parallel over 2 devices" in saved["table"]
     assert "| jax, 2 devices (smoke) |" in saved["table"]
+
+
+def test_attention_speed_compares_the_sliced_path(tmp_path, monkeypatch, capsys):
+    """`training.attention_speed` on a tiny DDEQ whose attention takes the sliced path
+    on JAX and TensorFlow (its threshold lowered): both models' first training steps
+    give the same loss (float32 rounding through an Anderson solve: 1e-4), and the
+    record names each policy and has positive times."""
+    from ddeq_keras.ops import attention as attention_ops
+    from training import attention_speed
+
+    monkeypatch.setattr(attention_ops, "SLICED_MIN_ELEMENTS", 0)
+    out = tmp_path / "speed.json"
+    with single_threaded():
+        attention_speed.main(["--batch-size", "4", "--num-points", "24", "--repeats", "1",
+                              "--model-option", "latent_dim=16", "--model-option",
+                              "num_heads=2", "--model-option", "max_steps=4",
+                              "--output", str(out)])
+    record = json.loads(out.read_text())
+    assert record["policies"]["not sliced"]["slice_group_elements"] is None
+    slices = BACKEND in ("jax", "tensorflow")
+    assert bool(record["policies"]["sliced"]["slice_group_elements"]) == slices
+    assert all(positive(record["medians"][k]) for k in ("sliced", "not sliced"))
+    losses = record["first_step_loss"]
+    assert losses["sliced"] == pytest.approx(losses["not sliced"], abs=1e-4)
+    assert ("does not slice" in capsys.readouterr().out) == (not slices)

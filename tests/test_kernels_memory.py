@@ -31,10 +31,13 @@ from ddeq_keras import backend
 from ddeq_keras.backend.attention_policy import DEFAULT_POLICY
 from ddeq_keras.ops import kernels
 from ddeq_keras.ops.attention import (
+    attention_path,
     blockwise_attention,
     block_size_for,
     memory_efficient_attention,
     scores_are_large,
+    slice_group_for,
+    sliced_attention,
 )
 
 RTOL = ATOL = 1e-5
@@ -213,7 +216,7 @@ def _full_attention(q, k, v, bias):
     return ops.matmul(ops.softmax(ops.matmul(q, k) + bias, axis=-1), v)
 
 
-@pytest.mark.parametrize("path", ["blockwise", "memory_efficient"])
+@pytest.mark.parametrize("path", ["blockwise", "memory_efficient", "sliced"])
 def test_memory_efficient_attention_matches_full(rng, path):
     q, k, v, bias = _attention_inputs(rng)
     bias = ops.convert_to_tensor(bias)
@@ -222,6 +225,8 @@ def test_memory_efficient_attention_matches_full(rng, path):
     def ours(q, k, v):
         if path == "blockwise":  # 3 blocks of 4 queries, the last one padded
             return blockwise_attention(q, k, v, bias, block_size=4)
+        if path == "sliced":  # 3 groups of 2 (sample, head) slices
+            return ops.transpose(sliced_attention(q, k, v, bias, group=2), (0, 2, 1, 3))
         return ops.transpose(memory_efficient_attention(q, k, v, bias), (0, 2, 1, 3))
 
     def ref(q, k, v):
@@ -269,6 +274,33 @@ def test_blockwise_attention_second_derivative_matches_full(rng):
     got = second(lambda x: blockwise_attention(x, k, v, bias, block_size=4))
     want = second(lambda x: _full_attention(x, k, v, bias))
     np.testing.assert_allclose(got, want, RTOL, ATOL)
+    sliced = second(lambda x: ops.transpose(sliced_attention(x, k, v, bias, group=3),
+                                            (0, 2, 1, 3)))
+    np.testing.assert_allclose(sliced, want, RTOL, ATOL)
+
+
+def test_sliced_path_choice_and_group_sizes():
+    """JAX and TensorFlow take the sliced path for MNIST's 351-point attention when the
+    batch size is known (groups of slices within the backend's bound that divide
+    batch x heads); PyTorch never (its fused kernel); 1,024-point slices are too large."""
+    backend = keras.config.backend()
+    group = {"jax": 4, "tensorflow": 1}.get(backend)
+    assert slice_group_for(64, 32, 351, 351) == group
+    assert attention_path(64, 32, 351, 351) == ("sliced" if group else "memory_efficient")
+    assert attention_path(64, 32, 351, 351, tight_memory=True) == (
+        "sliced" if group else "memory_efficient")
+    # Unknown batch: the path of before (plain on TensorFlow for MNIST).
+    assert attention_path(None, 32, 351, 351) == (
+        "plain" if backend == "tensorflow" else "memory_efficient")
+    assert attention_path(64, 32, 1024, 1024) == "memory_efficient"
+    assert slice_group_for(64, 32, 1024, 1024) is None
+    assert attention_path(64, 32, 10, 351) == "plain"  # a classifier's particles
+    if backend == "jax":  # the largest divisor of 3 x 32 = 96 within 4 slices
+        assert slice_group_for(3, 32, 351, 351) == 4
+        assert slice_group_for(3, 5, 351, 351) == 3
+    with pytest.raises(ValueError, match="does not divide"):
+        q = ops.zeros((2, 3, 5, 4))
+        sliced_attention(q, ops.zeros((2, 3, 4, 6)), ops.zeros((2, 3, 6, 4)), group=4)
 
 
 def test_path_choice_and_block_sizes():
@@ -336,6 +368,13 @@ def test_attention_layer_long_path_matches_short_path(rng, monkeypatch):
     monkeypatch.setattr(attention_ops, "attention_policy", lambda: DEFAULT_POLICY)
     long = _compiled(lambda x: mha(x, x, key_mask=mask))(x)
     np.testing.assert_allclose(to_numpy(long), to_numpy(short), RTOL, ATOL)
+    # The sliced path (2 groups of 4 of the 2 x 4 (sample, head) slices of 40 x 40).
+    monkeypatch.setattr(attention_ops, "SLICED_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(attention_ops, "attention_policy",
+                        lambda: DEFAULT_POLICY._replace(slice_group_elements=4 * 40 * 40))
+    assert attention_ops.attention_path(2, 4, 40, 40) == "sliced"
+    sliced = _compiled(lambda x: mha(x, x, key_mask=mask))(x)
+    np.testing.assert_allclose(to_numpy(sliced), to_numpy(short), RTOL, ATOL)
 
 
 # -- memory ----------------------------------------------------------------------

@@ -25,19 +25,37 @@ step 3.19 s vs 5.83 s (batch 64, 1 core, alternating steps in one process).
 The fused kernel has no second derivative, which only the unrolled Euler
 adjoint takes, through the map's attention: a classifier's map (10 particles,
 at most 32 x 10 x 1,024 scores) stays below 2**20 and keeps the plain path.
+
+Why JAX and TensorFlow slice (``slice_group_elements``): a (sample, head)
+slice of MNIST's 351 x 351 scores is 0.5 MB, which a core's cache holds, while
+the plain path streams 1 GB score tensors (and as large temporaries) through
+memory several times per forward and backward pass. Attention over a few
+slices at a time, with the recomputing backward pass, took a ddeq_mnist
+Anderson training step (batch 64, one core shared with training runs,
+alternating steps in one process: `python -m training.attention_speed`,
+`docs/bench/attention_speed_*.json`) from 4.62 s to 4.05 s on TensorFlow (one
+slice at a time; 0.88x) and from 5.92 s to 4.94 s on JAX (four; 0.83x). At
+1,024 points a slice (4 MB) no longer fits and the query blocks stay (the
+attention's forward and backward took 1.3x as long in slices there on JAX).
 """
 
 import collections
+import contextlib
 
 import keras
 
 AttentionPolicy = collections.namedtuple(
-    "AttentionPolicy", ["full_scores_max_elements", "block_scores_elements"]
+    "AttentionPolicy",
+    ["full_scores_max_elements", "block_scores_elements", "slice_group_elements"],
+    defaults=(None,),
 )
-# None: the memory bounds of `ddeq_keras.ops.attention` decide.
-DEFAULT_POLICY = AttentionPolicy(None, None)
+# None: the memory bounds of `ddeq_keras.ops.attention` decide; no slicing.
+DEFAULT_POLICY = AttentionPolicy(None, None, None)
 _POLICIES = {
-    "jax": AttentionPolicy(full_scores_max_elements=2**20, block_scores_elements=2**20),
+    "jax": AttentionPolicy(full_scores_max_elements=2**20, block_scores_elements=2**20,
+                           slice_group_elements=2**19),
+    "tensorflow": AttentionPolicy(full_scores_max_elements=None, block_scores_elements=None,
+                                  slice_group_elements=2**17),
     # PyTorch's memory-efficient path is its fused scaled_dot_product_attention.
     "torch": AttentionPolicy(full_scores_max_elements=2**20, block_scores_elements=None),
 }
@@ -46,3 +64,19 @@ _POLICIES = {
 def attention_policy():
     """The `AttentionPolicy` of the current Keras backend."""
     return _POLICIES.get(keras.config.backend(), DEFAULT_POLICY)
+
+
+@contextlib.contextmanager
+def override_policy(**fields):
+    """Within the block, the current backend's policy with ``fields`` replaced (for
+    benchmarks comparing paths: the policy is read when a function is traced)."""
+    backend = keras.config.backend()
+    saved = _POLICIES.get(backend)
+    _POLICIES[backend] = (saved or DEFAULT_POLICY)._replace(**fields)
+    try:
+        yield _POLICIES[backend]
+    finally:
+        if saved is None:
+            del _POLICIES[backend]
+        else:
+            _POLICIES[backend] = saved

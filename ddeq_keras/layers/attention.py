@@ -29,8 +29,11 @@ float32 rounding, padded keys still get exactly zero weight. Short inputs
 (a classifier's particles) keep the plain path (attention marked
 ``tight_memory`` leaves it from 2^20 scores); so does any call with an
 ``attention_mask`` or ``return_attention_scores=True``. JAX and PyTorch switch
-earlier (already MNIST's 351 points), where it is faster: see
-`ddeq_keras.backend.attention_policy`.
+earlier (already MNIST's 351 points), where it is faster; and on JAX and
+TensorFlow attention of more than `ddeq_keras.ops.attention.SLICED_MIN_ELEMENTS`
+scores per sample whose (sample, head) slices are small (MNIST's 351 x 351)
+takes `ddeq_keras.ops.attention.sliced_attention` when its batch size is static:
+see `ddeq_keras.backend.attention_policy`.
 """
 
 import math
@@ -40,7 +43,11 @@ from keras import ops
 
 from ddeq_keras.layers._common import ConfigFieldsMixin, clone_initializer
 from ddeq_keras.ops import zero_padded
-from ddeq_keras.ops.attention import memory_efficient_attention, scores_are_large
+from ddeq_keras.ops.attention import (
+    attention_path,
+    memory_efficient_attention,
+    sliced_attention,
+)
 from ddeq_keras.ops.masked import lowest_finite
 
 
@@ -267,11 +274,13 @@ class MaskedMultiHeadAttention(ConfigFieldsMixin, keras.layers.Layer):
         q = self.query_dense(query)
         q = q * ops.cast(1.0 / math.sqrt(self._head_dim), q.dtype)
         q = ops.transpose(q, (0, 2, 1, 3))  # (a, h, q, d)
-        if (attention_mask is None and not return_attention_scores
-                and scores_are_large(q.shape[1], q.shape[2], context["key"].shape[-1],
-                                     tight_memory=self.tight_memory)):
-            out = memory_efficient_attention(q, context["key"], context["value"],
-                                             context.get("bias"))
+        path = "plain"
+        if attention_mask is None and not return_attention_scores:
+            path = attention_path(*q.shape[:3], context["key"].shape[-1],
+                                  tight_memory=self.tight_memory)
+        if path != "plain":
+            attend = sliced_attention if path == "sliced" else memory_efficient_attention
+            out = attend(q, context["key"], context["value"], context.get("bias"))
             return self.output_dense(out)
         scores = ops.matmul(q, context["key"])  # (a, h, q, k)
         if attention_mask is None:
