@@ -7,8 +7,8 @@ machine slows both alike; prints the medians and their ratio, and writes JSON.
 
 Example (from the repository root)::
 
-    KERAS_BACKEND=tensorflow python -m training.attention_speed --model ddeq_mnist \\
-        --solver anderson --repeats 5 --output docs/bench/attention_speed_tensorflow.json
+    KERAS_BACKEND=jax python -m training.attention_speed --model ddeq_mnist \\
+        --solver anderson --repeats 5 --output docs/bench/attention_speed_jax.json
 """
 
 from __future__ import annotations

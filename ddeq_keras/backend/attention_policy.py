@@ -26,15 +26,18 @@ The fused kernel has no second derivative, which only the unrolled Euler
 adjoint takes, through the map's attention: a classifier's map (10 particles,
 at most 32 x 10 x 1,024 scores) stays below 2**20 and keeps the plain path.
 
-Why JAX and TensorFlow slice (``slice_group_elements``): a (sample, head)
+Why JAX slices (``slice_group_elements``): a (sample, head)
 slice of MNIST's 351 x 351 scores is 0.5 MB, which a core's cache holds, while
 the plain path streams 1 GB score tensors (and as large temporaries) through
 memory several times per forward and backward pass. Attention over a few
 slices at a time, with the recomputing backward pass, took a ddeq_mnist
 Anderson training step (batch 64, one core shared with training runs,
 alternating steps in one process: `python -m training.attention_speed`,
-`docs/bench/attention_speed_*.json`) from 4.62 s to 4.05 s on TensorFlow (one
-slice at a time; 0.88x) and from 5.92 s to 4.94 s on JAX (four; 0.83x). At
+`docs/bench/attention_speed_*.json`) from 5.92 s to 4.94 s on JAX (four
+slices at a time; 0.83x), and on two cores with nothing else running from
+2.36 s to 1.67 s (0.71x). TensorFlow does not slice: one slice at a time took
+its step from 4.62 s to 4.05 s on one busy core (0.88x), but from 1.43 s to
+2.54 s on two idle cores (1.78x), the cores it gets by default. At
 1,024 points a slice (4 MB) no longer fits and the query blocks stay (the
 attention's forward and backward took 1.3x as long in slices there on JAX).
 """
@@ -54,8 +57,8 @@ DEFAULT_POLICY = AttentionPolicy(None, None, None)
 _POLICIES = {
     "jax": AttentionPolicy(full_scores_max_elements=2**20, block_scores_elements=2**20,
                            slice_group_elements=2**19),
-    "tensorflow": AttentionPolicy(full_scores_max_elements=None, block_scores_elements=None,
-                                  slice_group_elements=2**17),
+    # TensorFlow does not slice: faster on one core (0.88x), 1.78x slower on two,
+    # where its while loop hands thousands of small ops between threads.
     # PyTorch's memory-efficient path is its fused scaled_dot_product_attention.
     "torch": AttentionPolicy(full_scores_max_elements=2**20, block_scores_elements=None),
 }

@@ -29,8 +29,7 @@ float32 rounding, padded keys still get exactly zero weight. Short inputs
 (a classifier's particles) keep the plain path (attention marked
 ``tight_memory`` leaves it from 2^20 scores); so does any call with an
 ``attention_mask`` or ``return_attention_scores=True``. JAX and PyTorch switch
-earlier (already MNIST's 351 points), where it is faster; and on JAX and
-TensorFlow attention of more than `ddeq_keras.ops.attention.SLICED_MIN_ELEMENTS`
+earlier (already MNIST's 351 points), where it is faster; and on JAX attention of more than `ddeq_keras.ops.attention.SLICED_MIN_ELEMENTS`
 scores per sample whose (sample, head) slices are small (MNIST's 351 x 351)
 takes `ddeq_keras.ops.attention.sliced_attention` when its batch size is static:
 see `ddeq_keras.backend.attention_policy`.
