@@ -123,13 +123,13 @@ def property_model(name):
 def predict(model, x):
     """``(outputs, result codes or None)`` of `predict` on one batch, as NumPy.
 
-    Tasks return their solver's per-sample result codes with the outputs
+    Tasks return their solver's per-sample statistics with the outputs
     (`Task.predict_step`), which `keras.Model.predict` hands back as they are.
     Everything goes through `predict` (not `predict_on_batch`, which JAX
     compiles separately), so each shape compiles once.
     """
     rows = len(x["points"]) if isinstance(x, dict) else len(x)
     if isinstance(model, Task):
-        outputs, result = keras.Model.predict(model, x, batch_size=rows, verbose=0)
-        return outputs, np.asarray(result)
+        outputs, stats = keras.Model.predict(model, x, batch_size=rows, verbose=0)
+        return outputs, np.asarray(stats["result"])
     return model.predict(x, batch_size=rows, verbose=0), None

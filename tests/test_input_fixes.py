@@ -83,9 +83,9 @@ def test_completer_takes_clouds_far_from_the_origin(models):
     # 0 * inf made every embedded point NaN (result code 2 for every sample).
     model = models["ddeq_mnist_completion"]
     for scale in (1e2, 1e4):
-        out, result = keras.Model.predict(model, _batch(scale), verbose=0)
+        out, stats = keras.Model.predict(model, _batch(scale), verbose=0)
         assert np.all(np.isfinite(out["points"]))
-        assert np.all(np.asarray(result) == CONVERGED)
+        assert np.all(np.asarray(stats["result"]) == CONVERGED)
 
 
 def test_coupling_gradient_stays_finite_where_exp_overflows():

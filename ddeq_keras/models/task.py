@@ -8,6 +8,10 @@ from ddeq_keras.preprocessing import PointCloudPreprocessor
 from ddeq_keras.solvers import DIVERGED, NON_FINITE, report_nonconvergence
 from ddeq_keras.solvers.convergence import check_on_nonconvergence
 
+# What `predict_step` returns of the solver's statistics: one value per sample.
+_PER_SAMPLE_STATS = ("num_steps", "num_evaluations", "mmd_initial", "mmd_final", "converged",
+                     "result")
+
 
 class Task(keras.Model):
     """Base of the DDEQ tasks: a backbone, an optional preprocessor, a thin head.
@@ -114,32 +118,47 @@ class Task(keras.Model):
         """
         policy = check_on_nonconvergence(
             self.on_nonconvergence if on_nonconvergence is None else on_nonconvergence)
-        outputs, result = super().predict(self._raw(x), *args, **kwargs)
-        self._report(result, policy, "predict")
+        outputs, stats = super().predict(self._raw(x), *args, **kwargs)
+        self._report(stats, policy, "predict")
         return outputs
 
-    def predict_on_batch(self, x, on_nonconvergence=None):
-        """`keras.Model.predict_on_batch`, on raw clouds too, reporting non-convergence."""
+    def predict_on_batch(self, x, on_nonconvergence=None, return_stats=False):
+        """`keras.Model.predict_on_batch`, on raw clouds too, reporting non-convergence.
+
+        Args:
+            x: raw clouds or a batch.
+            on_nonconvergence: overrides the task's ``on_nonconvergence``.
+            return_stats: also return the solver's per-sample statistics, a
+                dict of ``(batch,)`` NumPy arrays (``num_steps``,
+                ``num_evaluations``, ``mmd_initial``, ``mmd_final``,
+                ``converged``, ``result``), from the same compiled call.
+
+        Returns:
+            The outputs, or ``(outputs, stats)`` with ``return_stats``.
+        """
         policy = check_on_nonconvergence(
             self.on_nonconvergence if on_nonconvergence is None else on_nonconvergence)
-        outputs, result = super().predict_on_batch(self._raw(x))
-        self._report(result, policy, "predict_on_batch")
+        outputs, stats = super().predict_on_batch(self._raw(x))
+        self._report(stats, policy, "predict_on_batch")
+        if return_stats:
+            return outputs, keras.tree.map_structure(ops.convert_to_numpy, stats)
         return outputs
 
     def predict_step(self, *args, **kwargs):
-        # The solver's per-sample result codes travel with the outputs (one
-        # small int32 tensor), so `predict` can report them after the compiled
-        # step. ``call`` records the statistics during this same trace.
+        # The solver's per-sample statistics (a few small (batch,) tensors)
+        # travel with the outputs, so `predict` can report non-convergence
+        # after the compiled step. ``call`` records them during this trace.
         self._flow_stats = None
         out = super().predict_step(*args, **kwargs)
         stats, self._flow_stats = self._flow_stats, None
+        stats = {key: stats[key] for key in _PER_SAMPLE_STATS}
         if keras.config.backend() == "jax":  # (outputs, non-trainable state)
             outputs, state = out
-            return (outputs, stats["result"]), state
-        return out, stats["result"]
+            return (outputs, stats), state
+        return out, stats
 
-    def _report(self, result, policy, where):
-        report_nonconvergence(ops.convert_to_numpy(result), policy,
+    def _report(self, stats, policy, where):
+        report_nonconvergence(ops.convert_to_numpy(stats["result"]), policy,
                               solver=self.backbone.solver, where=where, stacklevel=4)
 
     def evaluate(self, x=None, *args, **kwargs):
