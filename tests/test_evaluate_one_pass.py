@@ -83,3 +83,20 @@ def test_predict_on_batch_returns_the_solvers_statistics(rng):
     assert np.all((stats["num_steps"] >= 1) & (stats["num_steps"] <= 6))
     np.testing.assert_array_equal(stats["converged"], stats["result"] == 0)
     np.testing.assert_allclose(to_numpy(model.predict_on_batch(x)), logits, rtol=1e-6)
+
+
+def test_baseline_completer_logs_match_evaluate(rng):
+    # A model without a solver (PCN-2D): its logs come from the same predictions too.
+    from ddeq_keras.models.baselines.pcn import PCNCompleter2D
+
+    keras.utils.set_random_seed(5)
+    model = PCNCompleter2D(encoder_units=((8, 8), (8, 8)), decoder_units=(8,),
+                           num_output_points=7)
+    model.compile()
+    points = rng.normal(size=(6, 12, 2)).astype("float32")
+    mask = np.arange(12)[None] < rng.integers(4, 12, (6, 1))
+    x = {"points": np.where(mask[..., None], points, 0).astype("float32"), "mask": mask}
+    y = {"points": points, "mask": np.ones((6, 12), bool)}
+    outputs, logs = _compare(model, x, y, size=4)
+    assert np.isfinite(logs["loss"]) and logs["loss"] > 0
+    assert to_numpy(outputs[0]).shape == (4, 7, 2)
