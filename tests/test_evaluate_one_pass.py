@@ -33,7 +33,7 @@ def _batches(x, y, size):
 
 def _compare(model, x, y, size):
     expected = model.evaluate(x, y, batch_size=size, verbose=0, return_dict=True)
-    _, outputs, _, _, logs = _predict_all(model, _batches(x, y, size), task=None)
+    _, outputs, _, _, logs = _predict_all(model, _batches(x, y, size))
     assert set(expected) <= set(logs)
     for key, value in expected.items():
         assert logs[key] == pytest.approx(value, rel=1e-5, abs=1e-7), key

@@ -90,7 +90,7 @@ def completion_spread(inputs, outputs, targets):
             float(np.mean(missing)) if missing else None)
 
 
-def _predict_all(model, data, task):
+def _predict_all(model, data):
     """One pass of `predict_on_batch` over ``data``, updating the model's metrics.
 
     Returns inputs, outputs, targets, clouds per second and the logs `evaluate`
@@ -117,7 +117,7 @@ def _predict_all(model, data, task):
             counted += size
         if solver_stats:
             out, stats = out
-            model._record_flow_stats(stats)  # what `call` records in `evaluate`'s step
+            model.update_solver_metrics(stats)  # as `evaluate`'s step does
         # `evaluate`'s test step on these predictions: the loss (its batch mean,
         # weighted by the batch size as Keras's loss tracker does) and the metrics.
         loss = model.compute_loss(x=x, y=y, y_pred=out, training=False)
@@ -159,7 +159,7 @@ def evaluate_model(model, data, *, dataset, split, task, command):
     ``report["records"]`` are the `metrics.json` records, ``report["summary"]``
     the headline numbers.
     """
-    inputs, outputs, targets, throughput, logs = _predict_all(model, data, task)
+    inputs, outputs, targets, throughput, logs = _predict_all(model, data)
     summary = {"clouds": int(sum(len(np.asarray(t if task == "classification"
                                                 else t["points"])) for t in targets)),
                "throughput_clouds_per_s": throughput}

@@ -179,8 +179,21 @@ class Task(keras.Model):
 
     def _update_solver_metrics(self):
         stats, self._flow_stats = self._flow_stats, None
-        if stats is None:
-            return
+        if stats is not None:
+            self.update_solver_metrics(stats)
+
+    def update_solver_metrics(self, stats):
+        """Folds per-sample solver statistics into the `flow_*` metrics.
+
+        ``fit`` and ``evaluate`` do this in every step; call it to log
+        statistics returned by ``predict_on_batch(x, return_stats=True)``
+        (an evaluation that computes its loss and metrics from its own
+        predictions, as `training.evaluate` does).
+
+        Args:
+            stats: dict with the per-sample ``num_steps``, ``mmd_initial``,
+                ``mmd_final``, ``converged`` and ``result`` of one batch.
+        """
         initial = ops.maximum(stats["mmd_initial"], 1e-30)
         rel = stats["mmd_final"] / initial
         # A sample whose very first evaluation was NaN has no finite MMD: it is
