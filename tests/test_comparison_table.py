@@ -36,8 +36,9 @@ def test_model_card_comparison_is_current():
 
 def test_rows_put_the_zoo_model_first_and_read_every_column(tmp_path):
     accuracy = {"accuracy": 0.9, "mean_class_accuracy": 0.8912}
-    write_run(tmp_path / "baselines" / "a_baseline",
-              run_report(accuracy, "a_baseline", seconds=5400.0, budget=True))
+    stopped = run_report(accuracy, "a_baseline", seconds=5400.0, budget=True)
+    stopped["training"]["stopped_at_step"] = 635  # in the third epoch when time ran out
+    write_run(tmp_path / "baselines" / "a_baseline", stopped)
     write_run(tmp_path / "zoo" / "z_model", run_report(accuracy, "z_model", parameters=773114))
     write_run(tmp_path / "baselines" / "pcn", dict(
         run_report({"chamfer_distance": 0.012345678, "chamfer_distance_input_only": 0.01},
@@ -47,7 +48,7 @@ def test_rows_put_the_zoo_model_first_and_read_every_column(tmp_path):
     assert lines[2] == ("| mnist_point_cloud test | z_model | zoo | 773,114 | accuracy 90.00% "
                         "(mean per class 89.12%) | 1.00 h | 2 | jax | Some CPU, 1 CPUs (of 2) |")
     assert lines[3].startswith("| mnist_point_cloud test | a_baseline | baseline | 1,234 |")
-    assert "| 1.50 h, stopped by the time budget | 2 |" in lines[3]
+    assert "| 1.50 h, stopped by the time budget | 2 + 635 steps |" in lines[3]
     assert lines[4].startswith("| other test | pcn | baseline | 1,234 | Chamfer 0.01235 (lower "
                                "is better; the partial input alone: 0.01000) |")
     assert len(lines) == 5

@@ -57,6 +57,13 @@ def test_result(summary):
     raise ValueError("the summary has neither accuracy nor chamfer_distance")
 
 
+def epochs_trained(training):
+    """Whole epochs, plus the steps of an unfinished one ("7 + 635 steps")."""
+    steps = training.get("stopped_at_step") or 0
+    epochs = str(training["epochs_completed"])
+    return f"{epochs} + {steps} steps" if steps else epochs
+
+
 def read_run(path):
     """One table row (a dict keyed by `TITLES`) from a run's ``evaluation.json``.
 
@@ -74,7 +81,7 @@ def read_run(path):
             "trainable parameters": f"{trainable_parameters(training):,}",
             "test result": test_result(summary),
             "training time": f"{training['train_seconds'] / 3600:.2f} h{stop}",
-            "epochs": str(training["epochs_completed"]),
+            "epochs": epochs_trained(training),
             "backend": report["backend"],
             "hardware": report["hardware"],
         }
