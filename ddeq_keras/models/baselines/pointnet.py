@@ -78,7 +78,7 @@ class PointNetTransform(ConfigFieldsMixin, keras.layers.Layer):
         num_features,
         mlp_units=(64, 128, 1024),
         head_units=(512, 256),
-        bn_momentum=0.99,
+        bn_momentum=0.9,
         bn_epsilon=1e-3,
         **kwargs,
     ):
@@ -185,8 +185,11 @@ class PointNetClassifier(_base.ClassifierMixin, _base.BaselineModel):
             ``mean_batch ||A A^T - I||_F^2`` added to the loss.
         transform_mlp_units: shared MLP widths of the T-Nets.
         transform_head_units: head widths of the T-Nets.
-        bn_momentum: BatchNormalization momentum (Keras convention: 0.99
-            keeps 99% of the running statistic per step).
+        bn_momentum: BatchNormalization momentum (Keras convention: 0.9
+            keeps 90% of the running statistic per step). 0.9, PyTorch's default,
+            rather than Keras's 0.99: with Adam at 1e-3 the weights move faster
+            than a ~100-step average follows, and a MNIST run with 0.99 scored
+            ~10 points lower in inference than with re-estimated statistics.
         bn_epsilon: BatchNormalization epsilon (1e-3, as in the authors'
             TensorFlow code).
         seed: seed of the dropout layers.
@@ -236,7 +239,7 @@ class PointNetClassifier(_base.ClassifierMixin, _base.BaselineModel):
         feature_transform_weight=0.001,
         transform_mlp_units=(64, 128, 1024),
         transform_head_units=(512, 256),
-        bn_momentum=0.99,
+        bn_momentum=0.9,
         bn_epsilon=1e-3,
         seed=None,
         **kwargs,
