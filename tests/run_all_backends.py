@@ -14,6 +14,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 BACKENDS = ("jax", "tensorflow", "torch")
@@ -44,6 +45,16 @@ def main():
             # they outnumber the free cores (its suite on 2 cores: 423 s with 2
             # workers of 2 threads, 186 s with 1 thread each).
             env.setdefault("OMP_NUM_THREADS", "1")
+        cache = None
+        if backend == "jax" and "JAX_COMPILATION_CACHE_DIR" not in env:
+            # Compiling XLA programs is most of the JAX suite's time, and many tests
+            # build the same tiny models: a persistent compilation cache, fresh for
+            # this run (nothing carries over between runs), shared by the workers.
+            # A size limit makes JAX lock the cache between processes.
+            cache = tempfile.TemporaryDirectory(prefix="ddeq-jax-cache-")
+            env.update(JAX_COMPILATION_CACHE_DIR=cache.name,
+                       JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.2",
+                       JAX_COMPILATION_CACHE_MAX_SIZE=str(8 << 30))
         print(f"\n===== KERAS_BACKEND={backend} =====", flush=True)
         start = time.perf_counter()
         code = subprocess.call(
@@ -53,6 +64,8 @@ def main():
             env=env,
         )
         results[backend] = (code, time.perf_counter() - start)
+        if cache is not None:
+            cache.cleanup()
     print("\n===== summary =====")
     for backend, (code, seconds) in results.items():
         print(f"{backend:>10}: {'passed' if code == 0 else f'FAILED (exit {code})'} in {seconds:.0f} s")
