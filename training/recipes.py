@@ -117,6 +117,8 @@ _MODELNET = dict(dataset="modelnet40/hdf5", num_points=1024, monitor_split="test
 # (momentum 0.9 over 50 training batches). PointNet's authors' TensorFlow code raises
 # the momentum from 0.5 towards 0.99 as training goes on; 0.9 is PyTorch's default
 # (its momentum=0.1), which PyTorch ports of PointNet train with.
+# PointNetClassifier's default is now 0.9 too; the recipes still name it, so that a
+# recipe (and a run's recipe.json, which --resume must match) says what it trains with.
 _POINTNET_BN = {"bn_momentum": 0.9}
 _POINTNET_NOTES = (
     "Adam 1e-3, batch 64, seed 42, as the DDEQ recipes; BatchNorm "
